@@ -1,0 +1,105 @@
+"""Run profiles: the one place that turns ``TRIMLAB_PROFILE`` into concrete settings.
+
+Every later part of trimlab (the demo, scoring, trimming, benchmarks, notebooks) takes
+its model, item counts, steps, batch sizes and context use from :func:`get_profile`.
+
+* ``ci``  -- tiny random model, a handful of items: keeps CI and ``pytest --nbval`` fast.
+* ``cpu`` -- the reference run on the reference machine (2-core CPU, 24 GB):
+  the real SmolLM2-135M, minutes to an hour per experiment.
+* ``gpu`` -- paper-scale settings for labs with a GPU.
+
+When ``TRIMLAB_PROFILE`` is unset the profile is ``gpu`` if CUDA is available, else ``cpu``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+import torch
+
+PROFILE_ENV = "TRIMLAB_PROFILE"
+PROFILE_NAMES = ("ci", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Settings shared by every experiment in one profile."""
+
+    name: str
+    model: str
+    """Model name for :func:`trimlab.load_model`."""
+    eval_items: int
+    """Test items per dataset for evaluation tables (``None`` would mean all)."""
+    calib_items: int
+    """Calibration items per scoring pass (Eq. 3 and Eq. 4)."""
+    train_steps_per_round: int
+    """Optimizer steps between two drops (one 'epoch' in the paper's language)."""
+    batch_size: int
+    """Sequences per evaluation / training batch."""
+    use_context: bool
+    """Whether prompts carry the support paragraph (SciQ, PubMedQA)."""
+    max_length: int
+    """Token budget per sequence; longer prompts are truncated from the left."""
+    drop_rate: int = 1
+    """Sub-layers removed per round (k in the paper; 2 is 'adaptive dropping')."""
+
+    def replace(self, **changes: object) -> Profile:
+        """A copy with some fields changed (profiles themselves are immutable)."""
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, Profile] = {
+    "ci": Profile(
+        name="ci",
+        model="tiny-llama",
+        eval_items=24,
+        calib_items=16,
+        train_steps_per_round=2,
+        batch_size=8,
+        use_context=False,
+        max_length=128,
+    ),
+    "cpu": Profile(
+        name="cpu",
+        model="smollm2-135m",
+        eval_items=300,
+        calib_items=64,
+        train_steps_per_round=20,
+        batch_size=16,
+        use_context=True,
+        max_length=384,
+    ),
+    "gpu": Profile(
+        name="gpu",
+        model="smollm2-135m",
+        eval_items=1000,
+        calib_items=200,
+        train_steps_per_round=200,
+        batch_size=32,
+        use_context=True,
+        max_length=512,
+    ),
+}
+
+
+def default_profile_name() -> str:
+    """``gpu`` when CUDA is available, else ``cpu``."""
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The active profile: ``name`` if given, else ``$TRIMLAB_PROFILE``, else the default.
+
+    Raises:
+        ValueError: for a name that is not one of ``ci``, ``cpu``, ``gpu``.
+    """
+    chosen = name or os.environ.get(PROFILE_ENV) or default_profile_name()
+    chosen = chosen.strip().lower()
+    if chosen not in PROFILES:
+        raise ValueError(
+            f"unknown profile {chosen!r} (from {'argument' if name else PROFILE_ENV}); "
+            f"choose one of {', '.join(PROFILE_NAMES)}"
+        )
+    return PROFILES[chosen]
