@@ -76,7 +76,11 @@ TINY_CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig]] = {
         "Gemma2Config", head_dim=HEAD_DIM, sliding_window=8, query_pre_attn_scalar=HEAD_DIM
     ),
     "gemma3": _llama_like(
-        "Gemma3TextConfig", head_dim=HEAD_DIM, sliding_window=8, query_pre_attn_scalar=HEAD_DIM
+        "Gemma3TextConfig",
+        head_dim=HEAD_DIM,
+        sliding_window=8,
+        query_pre_attn_scalar=HEAD_DIM,
+        layer_types=["sliding_attention", "full_attention"] * (LAYERS // 2),
     ),
     "phi3": _llama_like("Phi3Config"),
     "opt": lambda: transformers.OPTConfig(
