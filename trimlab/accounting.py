@@ -60,7 +60,7 @@ def sublayer_params(model: PreTrainedModel) -> dict[str, int]:
 
 def _head_geometry(model: PreTrainedModel) -> tuple[int, int]:
     cfg = model.config.get_text_config(decoder=True)
-    heads = int(getattr(cfg, "num_attention_heads"))
+    heads = int(cfg.num_attention_heads)
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
     return heads, int(head_dim)
 
@@ -138,7 +138,9 @@ def compression(model: PreTrainedModel) -> dict[str, float]:
     }
 
 
-def ideal_speedup(full: PreTrainedModel, trimmed: PreTrainedModel, context: int = 0) -> dict[str, float]:
+def ideal_speedup(
+    full: PreTrainedModel, trimmed: PreTrainedModel, context: int = 0
+) -> dict[str, float]:
     """Upper bounds on the speedup of ``trimmed`` over ``full`` from the accounting.
 
     ``flops``: ratio of per-token FLOPs (compute-bound prefill); ``bytes``: ratio of

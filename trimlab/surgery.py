@@ -83,8 +83,6 @@ class Family:
     mlp: Sublayer
     check: Callable[[object], None] | None = None
     """Raises ValueError for configs where dropping is not an exact skip."""
-    llama_like: bool = False
-    """Weights use Llama names, so the DeciLM / Nemotron-NAS export applies."""
 
     def sublayer(self, kind: str) -> Sublayer:
         return self.attn if kind == "attn" else self.mlp
@@ -119,7 +117,6 @@ FAMILIES: tuple[Family, ...] = (
         ("llama", "mistral", "qwen2", "qwen3", "phi3"),
         "model.layers",
         **_PRE_NORM,
-        llama_like=True,
     ),
     Family(
         "gemma",
@@ -186,7 +183,9 @@ def parse_name(name: str) -> tuple[int, str]:
     """``"7.mlp" -> (7, "mlp")``; ValueError for a malformed name."""
     m = _NAME.match(name) if isinstance(name, str) else None
     if m is None:
-        raise ValueError(f"malformed sub-layer name {name!r}; expected '<block>.attn' or '<block>.mlp'")
+        raise ValueError(
+            f"malformed sub-layer name {name!r}; expected '<block>.attn' or '<block>.mlp'"
+        )
     return int(m.group(1)), m.group(2)
 
 
@@ -234,7 +233,11 @@ def check_names(model: PreTrainedModel, names: Iterable[str]) -> list[str]:
         seen.add(name)
         if name not in remaining:
             dropped = name in getattr(model.config, "trimlab_dropped", [])
-            why = "was already dropped" if dropped else f"does not exist (blocks 0..{_base_layers(model) - 1})"
+            why = (
+                "was already dropped"
+                if dropped
+                else f"does not exist (blocks 0..{_base_layers(model) - 1})"
+            )
             raise ValueError(f"sub-layer {name!r} {why}")
     return names
 
@@ -320,7 +323,9 @@ def _keep_blocks(model: PreTrainedModel, keep: list[int]) -> None:
             if isinstance(getattr(mod, "layer_idx", None), int):
                 mod.layer_idx = pos
     ids = block_ids(model)
-    for cfg in {id(c): c for c in (model.config, model.config.get_text_config(decoder=True))}.values():
+    for cfg in {
+        id(c): c for c in (model.config, model.config.get_text_config(decoder=True))
+    }.values():
         if getattr(cfg, "layer_types", None) is not None:
             cfg.layer_types = [cfg.layer_types[i] for i in keep]
         cfg.num_hidden_layers = len(keep)

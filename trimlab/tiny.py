@@ -110,21 +110,27 @@ TINY_CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig]] = {
 TINY_ARCHS = tuple(TINY_CONFIGS)
 
 
-def tiny_config(arch: str = "llama") -> transformers.PretrainedConfig:
+def tiny_config(arch: str = "llama", **overrides: object) -> transformers.PretrainedConfig:
     """The config of the tiny model of family ``arch`` (see :data:`TINY_ARCHS`)."""
     if arch not in TINY_CONFIGS:
-        raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {', '.join(TINY_ARCHS)}")
-    return TINY_CONFIGS[arch]()
+        raise ValueError(
+            f"unknown tiny architecture {arch!r}; choose one of {', '.join(TINY_ARCHS)}"
+        )
+    config = TINY_CONFIGS[arch]()
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return config
 
 
 def tiny_model(
-    arch: str = "llama", seed: int = 0, dtype: torch.dtype = torch.float32
+    arch: str = "llama", seed: int = 0, dtype: torch.dtype = torch.float32, **overrides: object
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A randomly initialised tiny causal LM of family ``arch`` and the byte tokenizer.
 
     The same ``seed`` gives the same weights. The model is in eval mode, on the CPU.
+    ``overrides`` change config fields (e.g. ``intermediate_size=256``).
     """
-    config = tiny_config(arch)
+    config = tiny_config(arch, **overrides)
     config.dtype = dtype
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
