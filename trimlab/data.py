@@ -266,31 +266,47 @@ MMLU_LAW = ("professional_law", "international_law", "jurisprudence")
 MMLU_ECON = ("high_school_macroeconomics", "high_school_microeconomics", "econometrics")
 CC_BY_SA = "CC BY-SA 4.0 (share-alike)"
 
-DATASETS: dict[str, Dataset] = {
-    d.name: d
-    for d in [
-        Dataset("sciq", "science", SAME, "CC BY-NC 3.0 (non-commercial)", "sciq",
-                has_context=True, hub="allenai/sciq", from_hub=sciq_row),
-        Dataset("piqa", "commonsense", carve("validation"), "AFL-3.0", "piqa",
-                hub="baber/piqa", from_hub=piqa_row),
-        Dataset("arc_easy", "commonsense", SAME, CC_BY_SA, "arc_easy",
-                hub="allenai/ai2_arc", hub_configs=("ARC-Easy",), from_hub=arc_row),
-        Dataset("arc_challenge", None, {"calib": "validation", "test": "test"}, CC_BY_SA,
-                "arc_challenge", hub="allenai/ai2_arc", hub_configs=("ARC-Challenge",),
-                from_hub=arc_row),
-        Dataset("medmcqa", "medical", carve("validation"), "MIT", "medmcqa",
-                hub="openlifescienceai/medmcqa", from_hub=medmcqa_row),
-        Dataset("pubmedqa", "medical", {"train": "train[20%:100%]", "calib": "train[0%:20%]",
-                "test": "test"}, "MIT", "pubmedqa", has_context=True, related=True,
-                hub="qiaojin/PubMedQA", hub_configs=("pqa_labeled",),
-                hub_splits={"train": "train", "test": "train"}, from_hub=pubmedqa_row,
-                hub_select=_pubmedqa_select),
-        Dataset("mmlu_law", "legal", carve("validation+test"), "MIT", "mmlu", MMLU_LAW,
-                hub="cais/mmlu", hub_configs=MMLU_LAW, from_hub=mmlu_row),
-        Dataset("mmlu_econ", "finance", carve("validation+test"), "MIT", "mmlu", MMLU_ECON,
-                hub="cais/mmlu", hub_configs=MMLU_ECON, from_hub=mmlu_row),
-    ]
-}  # fmt: skip
+_BUILTIN = [
+    Dataset(
+        "sciq", "science", SAME, "CC BY-NC 3.0 (non-commercial)", source="sciq",
+        has_context=True, hub="allenai/sciq", from_hub=sciq_row,
+    ),
+    Dataset(
+        "piqa", "commonsense", carve("validation"), "AFL-3.0", source="piqa",
+        hub="baber/piqa", from_hub=piqa_row,
+    ),
+    Dataset(
+        "arc_easy", "commonsense", SAME, CC_BY_SA, source="arc_easy",
+        hub="allenai/ai2_arc", hub_configs=("ARC-Easy",), from_hub=arc_row,
+    ),
+    Dataset(
+        "arc_challenge", None, {"calib": "validation", "test": "test"}, CC_BY_SA,
+        source="arc_challenge", hub="allenai/ai2_arc", hub_configs=("ARC-Challenge",),
+        from_hub=arc_row,
+    ),
+    Dataset(
+        "medmcqa", "medical", carve("validation"), "MIT", source="medmcqa",
+        hub="openlifescienceai/medmcqa", from_hub=medmcqa_row,
+    ),
+    Dataset(
+        "pubmedqa", "medical",
+        {"train": "train[20%:100%]", "calib": "train[0%:20%]", "test": "test"}, "MIT",
+        source="pubmedqa", has_context=True, related=True,
+        hub="qiaojin/PubMedQA", hub_configs=("pqa_labeled",),
+        hub_splits={"train": "train", "test": "train"},  # the hub has all 1,000 in one split
+        from_hub=pubmedqa_row, hub_select=_pubmedqa_select,
+    ),
+    Dataset(
+        "mmlu_law", "legal", carve("validation+test"), "MIT", source="mmlu",
+        subjects=MMLU_LAW, hub="cais/mmlu", hub_configs=MMLU_LAW, from_hub=mmlu_row,
+    ),
+    Dataset(
+        "mmlu_econ", "finance", carve("validation+test"), "MIT", source="mmlu",
+        subjects=MMLU_ECON, hub="cais/mmlu", hub_configs=MMLU_ECON, from_hub=mmlu_row,
+    ),
+]  # fmt: skip
+DATASETS: dict[str, Dataset] = {d.name: d for d in _BUILTIN}
+"""Dataset name -> :class:`Dataset` (TrimLLM Sec. 4 datasets and stand-ins)."""
 DOMAINS: dict[str, list[str]] = {}
 """Domain -> the datasets :func:`load_domain` trains and tests on."""
 RELATED: dict[str, list[str]] = {}
@@ -359,7 +375,7 @@ def register_dataset(
     """
     if not name or not isinstance(name, str):
         raise ValueError(f"dataset name must be a non-empty string, got {name!r}")
-    if name in DOMAINS or name in RELATED or (domain is not None and domain in DATASETS):
+    if name in DOMAINS or name in RELATED or name == domain or domain in DATASETS:
         raise ValueError(f"a dataset and a domain cannot share a name ({name!r} / {domain!r})")
     if name in DATASETS and not overwrite:
         raise ValueError(f"dataset {name!r} is already registered (pass overwrite=True)")
@@ -377,7 +393,9 @@ def register_dataset(
             raise ValueError(f"recipe {split!r}: {spec!r} names unknown source(s) {missing}")
     if not recipe:
         raise ValueError(f"no split of {list(SPLITS)} in {list(files)}; pass recipe=")
-    ds = Dataset(name, domain, recipe, licence, None, (), has_context, related, files=files)
+    ds = Dataset(
+        name, domain, recipe, licence, has_context=has_context, related=related, files=files
+    )
     DATASETS[name] = ds
     _rebuild_domains()
     return ds

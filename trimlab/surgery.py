@@ -69,6 +69,13 @@ class Sublayer:
     """Modules that only feed ``out`` (norms, OPT's fc1); they become ``nn.Identity``."""
     linears: tuple[str, ...] = ()
     """Extra modules whose weights count for FLOPs (besides those inside ``out``)."""
+    added: str | None = None
+    """The module whose output is the tensor added to the residual stream, when it is
+    not ``out`` (Gemma's post-norms). Scoring hooks read activations there (Eq. 4)."""
+
+    @property
+    def contribution(self) -> str:
+        return self.added or self.out
 
 
 @dataclass(frozen=True)
@@ -122,8 +129,16 @@ FAMILIES: tuple[Family, ...] = (
         "gemma",
         ("gemma", "gemma2", "gemma3_text"),
         "model.layers",
-        attn=Sublayer("self_attn", ("input_layernorm", "post_attention_layernorm")),
-        mlp=Sublayer("mlp", ("pre_feedforward_layernorm", "post_feedforward_layernorm")),
+        attn=Sublayer(
+            "self_attn",
+            ("input_layernorm", "post_attention_layernorm"),
+            added="post_attention_layernorm",
+        ),
+        mlp=Sublayer(
+            "mlp",
+            ("pre_feedforward_layernorm", "post_feedforward_layernorm"),
+            added="post_feedforward_layernorm",
+        ),
     ),
     Family(
         "opt",
@@ -190,16 +205,21 @@ def parse_name(name: str) -> tuple[int, str]:
 
 
 def _present(block: nn.Module, sub: Sublayer) -> bool:
-    return not isinstance(getattr(block, sub.out), DROPPED)
+    return not isinstance(block, Replay) and not isinstance(getattr(block, sub.out), DROPPED)
 
 
 def sublayers(model: PreTrainedModel) -> list[str]:
     """Names of the remaining sub-layers, in forward order (``"0.attn", "0.mlp", ...``)."""
     fam = family_of(model)
     names = []
-    for bid, block in zip(block_ids(model), layer_list(model)):
+    for bid, block in zip(block_ids(model), _real_blocks(model)):
         names += [f"{bid}.{k}" for k in KINDS if _present(block, fam.sublayer(k))]
     return names
+
+
+def _real_blocks(model: PreTrainedModel) -> list[nn.Module]:
+    """The blocks, looking through any :class:`Replay` stand-ins of :func:`run_from`."""
+    return [b.block if isinstance(b, Replay) else b for b in layer_list(model)]
 
 
 def locate(model: PreTrainedModel, name: str) -> tuple[nn.Module, Sublayer]:
@@ -210,7 +230,7 @@ def locate(model: PreTrainedModel, name: str) -> tuple[nn.Module, Sublayer]:
     if bid not in ids:
         raise ValueError(f"sub-layer {name!r}: block {bid} is not in the model (blocks: {ids})")
     fam = family_of(model)
-    return layer_list(model)[ids.index(bid)], fam.sublayer(kind)
+    return _real_blocks(model)[ids.index(bid)], fam.sublayer(kind)
 
 
 def modules_of(model: PreTrainedModel, name: str) -> list[nn.Module]:
@@ -263,6 +283,8 @@ def sync_cache_layout(model: PreTrainedModel) -> None:
     """
     fam = family_of(model)
     present = [_present(b, fam.attn) for b in layer_list(model)]
+    if not any(present):  # nothing to cache; leave the config alone
+        present = [True] * len(present)
     configs = {id(model.config): model.config}
     text = model.config.get_text_config(decoder=True)
     configs[id(text)] = text
@@ -362,3 +384,64 @@ def whole_blocks_only(model: PreTrainedModel) -> bool:
     """True when every remaining block still has both sub-layers."""
     fam = family_of(model)
     return all(_present(b, fam.attn) and _present(b, fam.mlp) for b in layer_list(model))
+
+
+class Replay(nn.Module):
+    """Stands in for a block below the start of :func:`run_from`: it skips the block's
+    work and hands on a recorded block input instead, one tensor per forward call."""
+
+    def __init__(self, block: nn.Module, feed: list[torch.Tensor] | None):
+        super().__init__()
+        self.block = block  # kept only so that names and the structure stay visible
+        self.feed = feed
+        self.calls = 0
+
+    def forward(self, hidden_states: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        if self.feed is None:
+            return hidden_states
+        out = self.feed[self.calls]
+        self.calls += 1
+        return out
+
+
+@contextmanager
+def run_from(model: PreTrainedModel, position: int, inputs: list[torch.Tensor]) -> Iterator[None]:
+    """Run only blocks ``position`` and up, feeding ``inputs`` as block ``position``'s input.
+
+    ``inputs[k]`` is what block ``position`` received in the k-th forward call of a
+    reference run (see :func:`record_block_inputs`). Blocks below are not computed, and
+    the cache treats them as having no attention. The hidden states below a block do not
+    change when that block is modified, so this is exact (used by the fast scan, Eq. 3).
+    """
+    layers = layer_list(model)
+    originals = list(layers)
+    try:
+        for i in range(position):
+            layers[i] = Replay(originals[i], inputs if i == position - 1 else None)
+        sync_cache_layout(model)
+        yield
+    finally:
+        for i, block in enumerate(originals):
+            layers[i] = block
+        sync_cache_layout(model)
+
+
+@contextmanager
+def record_block_inputs(model: PreTrainedModel) -> Iterator[list[list[torch.Tensor]]]:
+    """Record every block's input hidden states, per forward call, while the block runs."""
+    layers = layer_list(model)
+    record: list[list[torch.Tensor]] = [[] for _ in layers]
+
+    def hook(i: int):
+        def pre(_mod: nn.Module, args: tuple, kwargs: dict):
+            h = args[0] if args else kwargs["hidden_states"]
+            record[i].append(h.detach())
+
+        return pre
+
+    handles = [b.register_forward_pre_hook(hook(i), with_kwargs=True) for i, b in enumerate(layers)]
+    try:
+        yield record
+    finally:
+        for h in handles:
+            h.remove()
