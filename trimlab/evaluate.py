@@ -35,7 +35,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from trimlab.prompts import Item, build_prompt, continuation
@@ -273,6 +272,36 @@ def _score_batch(
     return result
 
 
+PAD_SLACK = 0.15
+"""Largest share of padding a prompt batch may add over its real tokens."""
+
+
+def make_batches(lengths: Sequence[int], batch_size: int, slack: float = PAD_SLACK) -> list:
+    """Group indices into batches of at most ``batch_size`` with little padding.
+
+    Prompts are taken longest first (as HFLM does: little padding, OOM shows early); a
+    batch is closed early when adding the next prompt would make its padded size
+    ``count * longest`` exceed ``(1 + slack)`` times its real tokens. On a CPU every
+    padding token costs as much as a real one, so this matters as much as batching.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for i in order:
+        if current and (
+            len(current) >= batch_size
+            or (len(current) + 1) * lengths[current[0]] > (1 + slack) * (total + lengths[i])
+        ):
+            batches.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += lengths[i]
+    if current:
+        batches.append(current)
+    return batches
+
+
 def default_batch_size() -> int:
     """The active profile's batch size (``trimlab.profiles.get_profile().batch_size``)."""
     from trimlab.profiles import get_profile
@@ -292,8 +321,9 @@ def choice_logliks(
     """Summed log-likelihood of every choice's continuation, per item, in item order.
 
     Args:
-        batch_size: questions per forward pass (their choices run together in a second,
-            short pass); ``None`` takes the active profile's batch size.
+        batch_size: at most this many questions per forward pass (their choices run
+            together in a second, short pass; batches close early rather than pad a lot,
+            see :func:`make_batches`); ``None`` takes the active profile's batch size.
         use_context: put the item's context paragraph in the prompt.
         max_length: token budget per input (default: the model's context length).
         progress: show a tqdm bar over items.
@@ -314,8 +344,7 @@ def choice_logliks(
         pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
     device = _device(model)
     keep_logits = _supports(model, "logits_to_keep")
-    # Longest prompts first (as HFLM): little padding inside a batch, OOM shows early.
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].prompt))
+    batches = make_batches([len(e.prompt) for e in encoded], batch_size)
     results: list[list[float]] = [[] for _ in encoded]
 
     bar = None
@@ -327,8 +356,7 @@ def choice_logliks(
     model.eval()
     try:
         with torch.no_grad():
-            for start in range(0, len(order), batch_size):
-                idx = order[start : start + batch_size]
+            for idx in batches:
                 scores = _score_batch(model, [encoded[i] for i in idx], pad_id, device, keep_logits)
                 for i, s in zip(idx, scores, strict=True):
                     results[i] = s

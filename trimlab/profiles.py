@@ -59,7 +59,7 @@ PROFILES: dict[str, Profile] = {
         train_steps_per_round=2,
         batch_size=8,
         use_context=False,
-        max_length=128,
+        max_length=512,
     ),
     "cpu": Profile(
         name="cpu",

@@ -98,7 +98,8 @@ def scan(
     chunk: int = 64,
     fast: bool = True,
     progress: bool = False,
-) -> tuple[dict, dict[str, dict]]:
+    return_logliks: bool = False,
+) -> tuple:
     """Drop-one evaluation: the metrics of the model without each sub-layer in turn.
 
     Returns ``(base, {name: metrics})`` where metrics are :func:`trimlab.evaluate`'s
@@ -106,6 +107,7 @@ def scan(
     recorded per chunk of ``chunk`` items, and each candidate re-runs only from its own
     block upward (:func:`trimlab.surgery.run_from`); ``fast=False`` re-evaluates the
     whole model per candidate. Both give the same numbers. The model comes back bit-exact.
+    ``return_logliks=True`` adds the per-item choice log-likelihoods, base and per name.
     """
     items = validate_items(items)
     names = list(names) if names is not None else surgery.sublayers(model)
@@ -134,7 +136,8 @@ def scan(
         del record
     if bar is not None:
         bar.close()
-    return summarize(items, base_ll), {n: summarize(items, cand_ll[n]) for n in names}
+    result = summarize(items, base_ll), {n: summarize(items, cand_ll[n]) for n in names}
+    return (*result, base_ll, cand_ll) if return_logliks else result
 
 
 def calibration_scores(

@@ -1,0 +1,5 @@
+import sys
+
+from trimlab.cli import main
+
+sys.exit(main())
