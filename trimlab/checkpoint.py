@@ -88,9 +88,17 @@ def metadata(model: PreTrainedModel, domain: str | None = None) -> dict:
 
 
 def save_trimmed(
-    model: PreTrainedModel, tokenizer, path: str | os.PathLike, domain: str | None = None
+    model: PreTrainedModel,
+    tokenizer,
+    path: str | os.PathLike,
+    domain: str | None = None,
+    extra: dict[str, object] | None = None,
 ) -> Path:
-    """Save a (possibly) trimmed model and its tokenizer to ``path``, atomically."""
+    """Save a (possibly) trimmed model and its tokenizer to ``path``, atomically.
+
+    ``extra`` maps file names to JSON-able objects written into the same directory in
+    the same atomic step (the trim loop keeps its history there).
+    """
     surgery.family_of(model)  # clear error for unsupported models, before any write
     meta = metadata(model, domain)
     path = Path(path)
@@ -107,6 +115,8 @@ def save_trimmed(
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         _json_dump(meta, tmp / META_FILE)
+        for name, obj in (extra or {}).items():
+            _json_dump(obj, tmp / name)
         (tmp / "README.md").write_text(model_card(meta))
     return path
 

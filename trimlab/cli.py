@@ -3,6 +3,11 @@
 * ``trimlab demo`` -- the README's main job on the embedded default: load the profile's
   model and evaluate it zero-shot on each dataset's test split, printing a table.
 * ``trimlab eval`` -- evaluate one model on one dataset or domain.
+* ``trimlab trim`` -- TrimLLM end to end; writes the trimmed model, ``history.json`` and
+  a report (test accuracy, sizes and decode speed, before and after). Resumes when
+  pointed at an existing ``--out`` directory.
+* ``trimlab generate`` -- the model's answer to a prompt (chat template), before and
+  after trimming.
 """
 
 from __future__ import annotations
@@ -86,6 +91,105 @@ def eval_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load(name: str):
+    """A built-in name, hub id or folder; a trimlab checkpoint folder loads trimmed."""
+    from pathlib import Path
+
+    from trimlab.checkpoint import META_FILE, load_trimmed
+
+    path = Path(name)
+    for cand in (path, path / "final", path / "latest"):
+        if (cand / META_FILE).exists():
+            return load_trimmed(cand)
+    return load_model(name)
+
+
+def _measure(model, tok, items, prof, ctx) -> dict:
+    from trimlab import accounting
+    from trimlab.bench import decode_tokens_per_second
+
+    r = evaluate(
+        model, tok, items, batch_size=prof.batch_size, use_context=ctx, max_length=prof.max_length
+    )
+    return {
+        **{k: r[k] for k in ("acc", "acc_norm", "ll", "n")},
+        **accounting.sizes(model),
+        **accounting.compression(model),
+        "decode_tokens_per_s": decode_tokens_per_second(model, tok),
+    }
+
+
+def trim_cmd(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from trimlab.trim import trim
+
+    prof = get_profile(args.profile)
+    ctx = prof.use_context if args.context is None else args.context == "yes"
+    model, tok = _load(args.model or prof.model)
+    test = load_domain(args.domain, "test", n=args.n or prof.eval_items, seed=0)
+    out = Path(args.out)
+    before_file = out / "report_before.json"
+    if before_file.exists():
+        before = json.loads(before_file.read_text())
+    else:
+        print(f"measuring the untrimmed model on {len(test)} {args.domain} test items ...")
+        before = _measure(model, tok, test, prof, ctx)
+        out.mkdir(parents=True, exist_ok=True)
+        before_file.write_text(json.dumps(before, indent=1))
+    t = time.perf_counter()
+    result = trim(
+        model,
+        tok,
+        args.domain,
+        args.target,
+        r=args.r,
+        drop_rate=args.drop_rate,
+        score=args.score,
+        steps_per_round=args.steps,
+        calib_items=args.calib,
+        seed=args.seed,
+        out_dir=out,
+        use_context=ctx,
+        profile=prof,
+        progress=True,
+    )
+    after = _measure(result.model, result.tokenizer, test, prof, ctx)
+    report = {
+        "settings": result.history.settings,
+        "dropped": result.history.drop_sequence,
+        "stopped": result.history.stopped,
+        "trim_seconds": time.perf_counter() - t,
+        "before": before,
+        "after": after,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    print(
+        "\n| | test acc | params | decoder kept | bytes kept | decode tok/s |\n|---|---:|---:|---:|---:|---:|"
+    )
+    for label, m in (("before", before), ("after", after)):
+        print(
+            f"| {label} | {m['acc']:.3f} | {m['params']:,} | {m['decoder_kept']:.1%} | "
+            f"{m['bytes_kept']:.1%} | {m['decode_tokens_per_s']:.1f} |"
+        )
+    print(f"dropped ({len(report['dropped'])}): {', '.join(report['dropped'])}")
+    return 0
+
+
+def generate_cmd(args: argparse.Namespace) -> int:
+    from trimlab.bench import generate_text
+
+    prof = get_profile(args.profile)
+    for label, name in (("before", args.model or prof.model), ("after", args.trimmed)):
+        if name is None:
+            continue
+        model, tok = _load(name)
+        print(
+            f"--- {label} ({name})\n{generate_text(model, tok, args.prompt, args.max_new_tokens)}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trimlab", description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -107,6 +211,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=int)
     e.add_argument("--context", choices=("yes", "no"))
     e.set_defaults(func=eval_cmd)
+    t = sub.add_parser("trim", help="TrimLLM: sparse fine-tuning with progressive layer dropping")
+    t.add_argument("--model", help="model name, hub id or folder (default: the profile's)")
+    t.add_argument("--domain", required=True)
+    t.add_argument("--target", required=True, help="sub-layers to remove (int), 'P%%' or 'P%%mem'")
+    t.add_argument("--r", type=float, default=0.25, help="sparse update ratio (default 0.25)")
+    t.add_argument("--drop-rate", type=int, help="sub-layers dropped per round (profile default)")
+    t.add_argument("--score", default="both")
+    t.add_argument("--steps", type=int, help="training steps per round (profile default)")
+    t.add_argument("--calib", type=int, help="calibration items per round (profile default)")
+    t.add_argument("--n", type=int, help="test items for the report (profile default)")
+    t.add_argument("--context", choices=("yes", "no"))
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="run directory (resumed when it exists)")
+    t.set_defaults(func=trim_cmd)
+    g = sub.add_parser("generate", help="answer a prompt before and after trimming")
+    g.add_argument("--model", help="the untrimmed model (default: the profile's)")
+    g.add_argument("--trimmed", help="a trimlab run or checkpoint folder")
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--max-new-tokens", type=int, default=64)
+    g.set_defaults(func=generate_cmd)
     return p
 
 
