@@ -52,8 +52,10 @@ def main() -> None:
     items = load_domain("sciq", "calib", n=args.n, seed=0)
     names = surgery.sublayers(model)
     kw = dict(batch_size=args.batch_size, use_context=True, max_length=args.max_length)
-    print(f"{args.model}: {len(names)} candidates, {len(items)} SciQ calib items with support, "
-          f"batch {args.batch_size}, max_length {args.max_length}, {torch.get_num_threads()} threads")
+    print(
+        f"{args.model}: {len(names)} candidates, {len(items)} SciQ calib items with support, "
+        f"batch {args.batch_size}, max_length {args.max_length}, {torch.get_num_threads()} threads"
+    )
     choice_logliks(model, tok, items[:4], **kw)  # warm-up
 
     t = time.perf_counter()
@@ -72,8 +74,10 @@ def main() -> None:
 
     same_acc = all(fast[n]["acc"] == naive[n]["acc"] for n in names)
     max_ll = max(abs(fast[n]["ll"] - naive[n]["ll"]) for n in names)
-    print(f"identical scores: acc {same_acc and base_fast['acc'] == base_naive['acc']}, "
-          f"max |ll difference| {max_ll:.2e}")
+    print(
+        f"identical scores: acc {same_acc and base_fast['acc'] == base_naive['acc']}, "
+        f"max |ll difference| {max_ll:.2e}"
+    )
     if not same_acc:
         raise SystemExit("the fast and naive scans disagree")
 
@@ -86,8 +90,10 @@ def main() -> None:
         with surgery.trial_drop(model, [name]):
             choice_logliks(model, tok, flat, **kw)
     t_unshared = (time.perf_counter() - t) / (len(subset) + 1) * (len(names) + 1)
-    print(f"scan without prompt sharing: {t_unshared:7.1f} s (timed on {len(subset)} candidates "
-          f"{', '.join(subset)}, scaled to {len(names)})")
+    print(
+        f"scan without prompt sharing: {t_unshared:7.1f} s (timed on {len(subset)} candidates "
+        f"{', '.join(subset)}, scaled to {len(names)})"
+    )
     print(f"ratio unshared/fast: {t_unshared / t_fast:.2f}x")
     print(f"ratio naive/fast: {t_naive / t_fast:.2f}x")
 

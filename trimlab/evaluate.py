@@ -64,8 +64,10 @@ def validate_items(items: Iterable[Item]) -> list[Item]:
             answer = item["answer"]
             item["question"]
         except (KeyError, TypeError) as exc:
-            raise ValueError(f"item {i}: missing key {exc} (need question, choices, answer)")
-        if isinstance(choices, str) or not isinstance(choices, Sequence) or len(choices) == 0:
+            raise ValueError(
+                f"item {i}: missing key {exc} (need question, choices, answer)"
+            ) from None
+        if isinstance(choices, (str, bytes)) or not hasattr(choices, "__len__") or not len(choices):
             raise ValueError(f"item {i}: choices must be a non-empty list, got {choices!r}")
         if isinstance(answer, bool) or not isinstance(answer, int):
             try:
@@ -114,7 +116,9 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], prefix: str | 
     """HFLM ``tok_encode`` of each text (no special tokens when it starts with BOS text)."""
     out: list[list[int] | None] = [None] * len(texts)
     for flag in (True, False):
-        idx = [i for i, t in enumerate(texts) if (prefix is None or not t.startswith(prefix)) == flag]
+        idx = [
+            i for i, t in enumerate(texts) if (prefix is None or not t.startswith(prefix)) == flag
+        ]
         if not idx:
             continue
         enc = tokenizer([texts[i] for i in idx], add_special_tokens=flag)["input_ids"]
@@ -124,7 +128,9 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], prefix: str | 
 
 
 @dataclass
-class _Encoded:
+class EncodedItem:
+    """Token ids of one item: its (possibly left-truncated) prompt and each continuation."""
+
     prompt: list[int]
     conts: list[list[int]]
 
@@ -134,7 +140,7 @@ def encode_items(
     items: Sequence[Item],
     use_context: bool = True,
     max_length: int = DEFAULT_MAX_LENGTH,
-) -> list[_Encoded]:
+) -> list[EncodedItem]:
     """Prompt and continuation token ids of every item, as lm-eval's HFLM makes them.
 
     The prompt is left-truncated so that ``prompt + longest continuation - 1`` fits in
@@ -142,7 +148,6 @@ def encode_items(
     """
     prefix = _prefix_string(tokenizer)
     prompts, wholes, owners = [], [], []
-    moved: list[str] = []
     for i, item in enumerate(items):
         prompt = build_prompt(item, use_context)
         stripped = prompt.rstrip()
@@ -150,14 +155,13 @@ def encode_items(
         if not stripped:
             raise ValueError(f"item {i}: empty prompt")
         prompts.append(stripped)
-        moved.append(spaces)
         for choice in item["choices"]:
             wholes.append(stripped + spaces + continuation(choice))
             owners.append(i)
     prompt_enc = _encode(tokenizer, prompts, prefix)
     whole_enc = _encode(tokenizer, wholes, prefix)
 
-    encoded = [_Encoded(prompt=p, conts=[]) for p in prompt_enc]
+    encoded = [EncodedItem(prompt=p, conts=[]) for p in prompt_enc]
     for owner, whole in zip(owners, whole_enc, strict=True):
         encoded[owner].conts.append(whole[len(encoded[owner].prompt) :])
     for i, enc in enumerate(encoded):
@@ -200,7 +204,7 @@ def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 
 def _score_batch(
     model: PreTrainedModel,
-    batch: list[_Encoded],
+    batch: list[EncodedItem],
     pad_id: int,
     device: torch.device,
     keep_logits: bool,

@@ -64,15 +64,40 @@ def offline() -> Iterator[None]:
                 os.environ[k] = v
 
 
-def make_hflm(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 1):
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No ``datasets`` progress bars inside the block."""
+    import datasets
+
+    was_enabled = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def make_hflm(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int = 1,
+    **hflm_kwargs: object,
+):
     """lm-eval's ``HFLM`` around an in-memory model (on a copy of the tokenizer).
 
     HFLM may set a pad token on the tokenizer it gets; the copy keeps the caller's as is.
+    ``hflm_kwargs`` go to ``HFLM`` (e.g. ``max_length``).
     """
     from lm_eval.models.huggingface import HFLM
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
-    return HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size)
+    return HFLM(
+        pretrained=model,
+        tokenizer=copy.deepcopy(tokenizer),
+        batch_size=batch_size,
+        **hflm_kwargs,
+    )
 
 
 def requests_for(items: Sequence[Item], use_context: bool = True) -> list[tuple[str, str]]:
@@ -184,7 +209,7 @@ def lmeval_evaluate(
     name = f"trimlab_mc_{uuid.uuid4().hex[:10]}"
     lm = make_hflm(model, tokenizer, batch_size)
     was_training = model.training
-    with tempfile.TemporaryDirectory(prefix="trimlab_lmeval_") as tmp, offline():
+    with tempfile.TemporaryDirectory(prefix="trimlab_lmeval_") as tmp, offline(), _quiet():
         write_task(items, use_context, tmp, name)
         manager = TaskManager(include_path=tmp, include_defaults=False)
         try:

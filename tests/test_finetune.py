@@ -1,0 +1,226 @@
+"""Fine-tuning: answer-only masking, learning, sparse updates, determinism, schedules."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import TrainerCallback, get_cosine_schedule_with_warmup, get_scheduler
+
+from trimlab import finetune as ft
+from trimlab import sparse, surgery
+from trimlab.evaluate import encode_items, evaluate
+from trimlab.prompts import build_prompt
+from trimlab.tiny import tiny_model
+
+ITEMS = [
+    {"question": q, "choices": c, "answer": a, "context": ctx, "subject": None}
+    for q, c, a, ctx in [
+        ("What do plants need to make food?", ["light", "sand", "noise"], 0, "Plants use light."),
+        ("Which is a metal?", ["wood", "iron"], 1, None),
+        ("What is frozen water?", ["steam", "ice", "fog", "rain"], 1, None),
+        ("Which planet is red?", ["Mars", "Venus", "Earth"], 0, "Mars looks red."),
+        ("What carries blood?", ["veins", "bones"], 0, None),
+        ("What is H2O?", ["salt", "water", "air", "sugar"], 1, "H2O is water."),
+        ("What gives milk?", ["cow", "rock", "tree"], 0, None),
+        ("Which is a gas?", ["oxygen", "stone"], 0, None),
+        ("What do bees make?", ["silk", "honey", "wax paper"], 1, None),
+        ("Sun is a?", ["planet", "star", "moon"], 1, "The Sun is a star."),
+        ("What melts ice?", ["heat", "cold"], 0, None),
+        ("Fish live in?", ["trees", "water", "sand"], 1, None),
+        ("Which animal barks?", ["dog", "cat", "fish"], 0, None),
+        ("What is 2 + 2?", ["three", "four", "five"], 1, None),
+        ("Snow is?", ["cold", "hot"], 0, "Snow is frozen water."),
+        ("Grass is?", ["blue", "green", "red"], 1, None),
+    ]
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train fastest on one thread, above all on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def params(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+class LRRecorder(TrainerCallback):
+    """Records the learning rate each optimizer step runs with."""
+
+    def __init__(self):
+        self.lrs: list[float] = []
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        self.lrs.append(optimizer.param_groups[0]["lr"])
+
+
+# --------------------------------------------------------------------------- examples
+
+
+@pytest.mark.parametrize("use_context", [True, False])
+def test_examples_mask_prompt_and_match_evaluation_tokens(use_context):
+    _, tok = tiny_model("llama")
+    examples = ft.build_examples(tok, ITEMS, use_context=use_context, max_length=512)
+    encoded = encode_items(tok, ITEMS, use_context=use_context, max_length=512)
+    eos = tok.eos_token_id
+    for item, ex, enc in zip(ITEMS, examples, encoded):
+        answer = enc.conts[item["answer"]]
+        # exactly the tokens that evaluation scores, then EOS
+        assert ex["input_ids"] == enc.prompt + answer + [eos]
+        assert ex["labels"] == [-100] * len(enc.prompt) + answer + [eos]
+        text = tok.decode(ex["input_ids"][: len(enc.prompt)])
+        assert text == build_prompt(item, use_context).rstrip()
+    no_eos = ft.build_examples(tok, ITEMS[:2], use_context, max_length=512, add_eos=False)
+    assert [ex["input_ids"] for ex in no_eos] == [ex["input_ids"][:-1] for ex in examples[:2]]
+
+
+def test_examples_left_truncate_prompt():
+    _, tok = tiny_model("llama")
+    full = ft.build_examples(tok, ITEMS[:1], max_length=512)[0]
+    cut = ft.build_examples(tok, ITEMS[:1], max_length=30)[0]
+    n_answer = sum(label != -100 for label in full["labels"])
+    assert len(full["input_ids"]) > 30 and len(cut["input_ids"]) == 30
+    assert cut["input_ids"] == full["input_ids"][-30:]  # the prompt lost its head
+    assert sum(label != -100 for label in cut["labels"]) == n_answer
+    with pytest.raises(ValueError, match="max_length"):
+        ft.build_examples(tok, ITEMS[:1], max_length=2)
+
+
+def test_collator_pads_ids_mask_and_labels():
+    _, tok = tiny_model("llama")
+    examples = ft.build_examples(tok, ITEMS[:3], max_length=512)
+    batch = ft.AnswerCollator(ft.pad_id(tok))(examples)
+    for b, ex in enumerate(examples):
+        n = len(ex["input_ids"])
+        assert batch["input_ids"][b, :n].tolist() == ex["input_ids"]
+        assert batch["labels"][b, :n].tolist() == ex["labels"]
+        assert (batch["input_ids"][b, n:] == tok.pad_token_id).all()
+        assert (batch["labels"][b, n:] == -100).all()
+        assert batch["attention_mask"][b].tolist() == [1] * n + [0] * (batch["labels"].shape[1] - n)
+    padded = ft.AnswerCollator(0, pad_to_multiple_of=8)(examples)
+    assert padded["input_ids"].shape[1] % 8 == 0
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_loss_decreases_and_answer_loglik_rises():
+    model, tok = tiny_model("llama", seed=1)
+    loss0 = ft.answer_loss(model, tok, ITEMS)
+    ll0 = evaluate(model, tok, ITEMS, batch_size=8)["ll"]
+    out = ft.finetune(model, tok, ITEMS, steps=30, batch_size=8, lr=1e-2, logging_steps=5)
+    loss1 = ft.answer_loss(model, tok, ITEMS)
+    ll1 = evaluate(model, tok, ITEMS, batch_size=8)["ll"]
+    assert loss1 < 0.5 * loss0
+    assert ll1 > ll0 + 5
+    assert out["history"][-1]["loss"] < out["history"][0]["loss"]
+    assert [row["step"] for row in out["history"]] == [5, 10, 15, 20, 25, 30]
+    # 16 items, 8 per step: 30 steps are 15 epochs, every example seen 15 times
+    answer_tokens = sum(
+        sum(x != -100 for x in ex["labels"]) for ex in ft.build_examples(tok, ITEMS)
+    )
+    assert out["steps"] == 30 and out["global_step"] == 30
+    assert out["examples_seen"] == 240
+    assert out["tokens"] == 15 * answer_tokens
+    assert out["train_loss"] == pytest.approx(sum(r["loss"] for r in out["history"]) / 6)
+    assert not model.training and model.config.use_cache
+
+
+def test_frozen_parameters_stay_bit_identical(tmp_path):
+    model, tok = tiny_model("llama", seed=2)
+    sparse.freeze(model, ["1.mlp", "3.attn"])
+    before = params(model)
+    ft.finetune(model, tok, ITEMS, steps=3, batch_size=4, lr=1e-2, output_dir=str(tmp_path))
+    after = params(model)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable
+    for name in before:
+        same = torch.equal(before[name], after[name])
+        assert same != (name in trainable), name
+    assert list(tmp_path.iterdir()) == []  # Trainer saved nothing
+
+
+def test_same_seed_same_weights():
+    runs = []
+    for seed in (0, 0, 1):
+        model, tok = tiny_model("llama", seed=4)
+        ft.finetune(model, tok, ITEMS, steps=4, batch_size=4, lr=1e-2, seed=seed, grad_accum=2)
+        runs.append(params(model))
+    assert all(torch.equal(runs[0][n], runs[1][n]) for n in runs[0])
+    assert not all(torch.equal(runs[0][n], runs[2][n]) for n in runs[0])
+
+
+def test_no_trainable_parameters_and_bad_arguments():
+    model, tok = tiny_model("llama")
+    with pytest.raises(ValueError, match="steps"):
+        ft.finetune(model, tok, ITEMS, steps=0)
+    with pytest.raises(ValueError, match="total_steps"):
+        ft.finetune(model, tok, ITEMS, steps=5, lr_schedule="linear", global_step=8, total_steps=10)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        ft.finetune(model, tok, ITEMS, steps=1, lr_schedule="step")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        ft.finetune(model, tok, ITEMS, steps=1)
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+def test_lr_factor_matches_transformers_schedules():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    for name, ours in (("linear", "linear"), ("constant_with_warmup", "constant")):
+        sched = get_scheduler(name, opt, num_warmup_steps=3, num_training_steps=20)
+        theirs = [sched.lr_lambdas[0](t) for t in range(25)]
+        assert [ft.lr_factor(t, ours, 20, 3) for t in range(25)] == pytest.approx(theirs)
+    sched = get_cosine_schedule_with_warmup(opt, 3, 20)
+    theirs = [sched.lr_lambdas[0](t) for t in range(21)]
+    assert [ft.lr_factor(t, "cosine", 20, 3) for t in range(21)] == pytest.approx(theirs)
+
+
+def test_linear_schedule_continues_across_rounds_with_a_drop():
+    model, tok = tiny_model("llama", seed=5)
+    lr, total = 1e-2, 10
+    first, second = LRRecorder(), LRRecorder()
+    out1 = ft.finetune(
+        model, tok, ITEMS, steps=6, batch_size=4, lr=lr, lr_schedule="linear",
+        total_steps=total, warmup_steps=2, callbacks=[first],
+    )  # fmt: skip
+    surgery.drop(model, "2.mlp")  # its parameters vanish; round 2 has a fresh AdamW
+    out2 = ft.finetune(
+        model, tok, ITEMS, steps=4, batch_size=4, lr=lr, lr_schedule="linear",
+        total_steps=total, warmup_steps=2, global_step=out1["global_step"], callbacks=[second],
+    )  # fmt: skip
+    expected = [lr * ft.lr_factor(t, "linear", total, 2) for t in range(total)]
+    assert first.lrs + second.lrs == pytest.approx(expected)
+    step = lr / (total - 2)
+    assert second.lrs[0] == pytest.approx(first.lrs[-1] - step)
+    assert out1["lr_last"] == pytest.approx(first.lrs[-1])
+    assert out2["lr_first"] == pytest.approx(second.lrs[0])
+    assert out2["global_step"] == total
+    assert out2["history"][-1]["step"] == total
+
+
+def test_constant_schedule_is_default():
+    model, tok = tiny_model("llama")
+    rec = LRRecorder()
+    ft.finetune(model, tok, ITEMS, steps=3, batch_size=8, lr=3e-3, callbacks=[rec])
+    assert rec.lrs == pytest.approx([3e-3] * 3)
+
+
+# --------------------------------------------------------------------------- families
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "opt"])
+def test_other_families_train(arch):
+    model, tok = tiny_model(arch, seed=6)
+    loss0 = ft.answer_loss(model, tok, ITEMS)
+    sparse.freeze(model, sparse.select_trainable({n: 0.0 for n in sparse.units(model)}, 0.5))
+    out = ft.finetune(model, tok, ITEMS, steps=10, batch_size=8, lr=1e-2)
+    assert out["steps"] == 10 and out["train_loss"] == out["train_loss"]  # not NaN
+    assert ft.answer_loss(model, tok, ITEMS) < loss0
+    assert not model.training

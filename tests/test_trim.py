@@ -1,0 +1,168 @@
+"""TrimLLM end to end on a tiny model: targets, history, resume, bad settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trimlab import data, surgery
+from trimlab.tiny import tiny_model
+from trimlab.trim import History, parse_target, trim
+
+FAST = dict(
+    steps_per_round=2,
+    calib_items=8,
+    batch_size=4,
+    lr=1e-3,
+    use_context=False,
+    max_length=96,
+    profile="ci",
+    log=None,
+)
+
+
+@pytest.fixture(scope="module")
+def toy_domain(tmp_path_factory):
+    """A registered 'bring your own domain' dataset of 90 arithmetic questions."""
+    path = tmp_path_factory.mktemp("toy") / "toy.jsonl"
+    rows = []
+    for i in range(90):
+        a, b = i % 9 + 1, i // 9 + 1
+        right = a + b
+        choices = [str(right), str(right + 1), str(right + 3)]
+        rows.append(
+            {
+                "id": f"toy-{i}",
+                "question": f"What is {a} plus {b}?",
+                "choices": choices,
+                "answer": 0,
+                "context": None,
+                "subject": None,
+            }
+        )
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data.register_dataset("toy_arith", path, domain="toy", overwrite=True)
+    yield "toy"
+    data.unregister_dataset("toy_arith")
+
+
+def params_of(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_parse_target_forms():
+    assert parse_target(3).count == 3 and parse_target("12").count == 12
+    t = parse_target("50%")
+    assert t.kept == 0.5 and t.of == "decoder" and str(t) == "50%"
+    assert parse_target("60%mem").of == "bytes"
+    for bad in ("0", "150%", "abc", "0%", -2):
+        with pytest.raises(ValueError):
+            parse_target(bad)
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(r=0.0), "r must be"),
+        (dict(r=1.5), "r must be"),
+        (dict(drop_rate=0), "drop_rate"),
+        (dict(score="magic"), "unknown score"),
+        (dict(target=99), "only 8 sub-layers"),
+        (dict(target="100%"), "between"),
+        (dict(target="10%mem"), "impossible"),
+        (dict(domain="nope"), "unknown dataset or domain"),
+    ],
+)
+def test_bad_settings_fail_before_any_work(toy_domain, kw, match):
+    model, tok = tiny_model("llama")
+    before = params_of(model)
+    args = dict(domain=toy_domain, target=2, **FAST) | kw
+    with pytest.raises(ValueError, match=match):
+        trim(model, tok, **args)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert surgery.dropped(model) == []
+
+
+def test_trim_runs_rounds_to_the_target(toy_domain, tmp_path):
+    model, tok = tiny_model("llama")
+    seen = []
+    res = trim(
+        model,
+        tok,
+        toy_domain,
+        3,
+        drop_rate=2,
+        out_dir=tmp_path / "run",
+        callback=lambda rnd, hist: seen.append(rnd.round),
+        **FAST,
+    )
+    h = res.history
+    assert [len(r.dropped) for r in h.rounds] == [2, 1]  # never overshoots an int target
+    assert seen == [1, 2] and h.stopped.startswith("target 3")
+    assert surgery.dropped(res.model) == h.drop_sequence
+    assert h.rounds[-1].sublayers_left == 5 and h.rounds[0].params > h.rounds[1].params
+    assert len(h.trainable) == 2  # ceil(0.25 * 8)
+    assert all(r.train_loss is not None and r.steps == 2 for r in h.rounds)
+    saved = History.from_json(tmp_path / "run" / "history.json")
+    assert saved.drop_sequence == h.drop_sequence
+    assert (tmp_path / "run" / "final" / "model.safetensors").exists()
+
+
+def test_percentage_target_and_rule_scores(toy_domain):
+    model, tok = tiny_model("llama")
+    res = trim(
+        model,
+        tok,
+        toy_domain,
+        "75%",
+        score="top",
+        steps_per_round=0,
+        **{k: v for k, v in FAST.items() if k != "steps_per_round"},
+    )
+    assert res.history.drop_sequence == ["3.mlp", "3.attn"]
+    assert res.history.rounds[-1].decoder_kept <= 0.75
+
+
+def test_same_seed_same_drops(toy_domain):
+    runs = []
+    for _ in range(2):
+        model, tok = tiny_model("llama")
+        runs.append(
+            trim(model, tok, toy_domain, 2, score="calibration", **FAST).history.drop_sequence
+        )
+    assert runs[0] == runs[1]
+
+
+def test_killed_run_resumes_to_the_same_result(toy_domain, tmp_path):
+    model, tok = tiny_model("llama")
+    full = trim(model, tok, toy_domain, 3, out_dir=tmp_path / "a", **FAST)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(rnd, hist):
+        if rnd.round == 1:
+            raise Killed
+
+    model, tok = tiny_model("llama")
+    with pytest.raises(Killed):
+        trim(model, tok, toy_domain, 3, out_dir=tmp_path / "b", callback=kill_after_first, **FAST)
+    fresh, tok = tiny_model("llama")  # a new process would start from the base model again
+    resumed = trim(fresh, tok, toy_domain, 3, out_dir=tmp_path / "b", **FAST)
+    assert resumed.history.drop_sequence == full.history.drop_sequence
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # pointing at a finished run returns it without more work
+    again = trim(*tiny_model("llama"), toy_domain, 3, out_dir=tmp_path / "b", **FAST)
+    assert again.history.drop_sequence == full.history.drop_sequence
+    with pytest.raises(ValueError, match="other settings"):
+        trim(
+            *tiny_model("llama"),
+            toy_domain,
+            3,
+            out_dir=tmp_path / "b",
+            seed=5,
+            **{k: v for k, v in FAST.items()},
+        )
