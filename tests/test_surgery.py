@@ -248,3 +248,30 @@ def test_decilm_export_refuses_other_families():
     model, _ = tiny_model("gpt2")
     with pytest.raises(ValueError, match="DeciLM"):
         checkpoint.decilm_config(model)
+
+
+@pytest.mark.slow
+def test_smollm2_drop_generate_save_reload(tmp_path):
+    from trimlab.models import load_model
+
+    model, tok = load_model("smollm2-135m", device="cpu")
+    mlps = [f"{b}.mlp" for b in (3, 5, 7, 9, 11, 13, 15, 17, 19, 21)]
+    attns = ["0.attn", "5.attn", "10.attn", "20.attn", "29.attn"]
+    before = accounting.param_count(model)
+    per = accounting.sublayer_params(model)
+    surgery.drop(model, mlps + attns)
+    assert accounting.param_count(model) == before - sum(per[n] for n in mlps + attns)
+    assert model.config.num_hidden_layers == 29  # block 5 lost both sub-layers
+    enc = tok(["Question: What do plants need for photosynthesis?\nAnswer:"], return_tensors="pt")
+    kw = dict(max_new_tokens=20, do_sample=False, output_scores=True, return_dict_in_generate=True)
+    with torch.no_grad():
+        cached = model.generate(**enc, use_cache=True, **kw)
+        plain = model.generate(**enc, use_cache=False, **kw)
+    assert torch.equal(cached.sequences, plain.sequences)
+    for a, b in zip(cached.scores, plain.scores):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    checkpoint.save_trimmed(model, tok, tmp_path / "smol", domain="science")
+    loaded, _ = checkpoint.load_trimmed(tmp_path / "smol")
+    assert torch.equal(logits(loaded, enc), logits(model, enc))
+    ref = checkpoint.decilm_reference_forward(tmp_path / "smol", enc["input_ids"])
+    torch.testing.assert_close(ref, logits(model, enc), atol=1e-3, rtol=1e-4)

@@ -275,7 +275,6 @@ def decilm_config(model: PreTrainedModel) -> dict:
         "max_position_embeddings": cfg.max_position_embeddings,
         "rms_norm_eps": cfg.rms_norm_eps,
         "rope_theta": _rope_theta(cfg),
-        "rope_scaling": None,
         "hidden_act": cfg.hidden_act,
         "attention_bias": bool(getattr(cfg, "attention_bias", False)),
         "mlp_bias": bool(getattr(cfg, "mlp_bias", False)),
