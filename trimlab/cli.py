@@ -17,7 +17,7 @@ import json
 import sys
 import time
 
-from trimlab.data import licence, load_domain
+from trimlab.data import get_dataset, licence, load_domain
 from trimlab.evaluate import evaluate
 from trimlab.models import load_model
 from trimlab.profiles import PROFILE_NAMES, get_profile
@@ -47,7 +47,7 @@ def demo(args: argparse.Namespace) -> int:
     results = []
     for name in args.datasets or DEMO_DATASETS:
         items = load_domain(name, "test", n=n, seed=0)
-        settings = [True, False] if name == "sciq" else [prof.use_context]
+        settings = [True, False] if get_dataset(name).has_context else [False]
         for ctx in settings:
             t = time.perf_counter()
             r = evaluate(
@@ -56,7 +56,6 @@ def demo(args: argparse.Namespace) -> int:
                 items,
                 batch_size=prof.batch_size,
                 use_context=ctx,
-                max_length=prof.max_length,
             )
             secs = time.perf_counter() - t
             print(_row(name, ctx, r, secs), flush=True)
@@ -70,7 +69,25 @@ def demo(args: argparse.Namespace) -> int:
                 f,
                 indent=2,
             )
-    return 0
+    if args.trim_target in (None, "", "0", "none"):
+        return 0
+    print(f"\nTrimLLM, short run: science domain, target {args.trim_target} sub-layers removed")
+    trim_args = argparse.Namespace(
+        profile=args.profile,
+        model=args.model,
+        domain="science",
+        target=args.trim_target,
+        r=0.25,
+        drop_rate=None,
+        score="both",
+        steps=None,
+        calib=None,
+        n=args.n,
+        context=None,
+        seed=0,
+        out=args.trim_out,
+    )
+    return trim_cmd(trim_args)
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
@@ -201,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n", type=int, help="test items per dataset (default: the profile's)")
     d.add_argument("--datasets", nargs="*", help=f"default: {' '.join(DEMO_DATASETS)}")
     d.add_argument("--json", help="also write the rows to this JSON file")
+    d.add_argument(
+        "--trim-target", default="4", help="short TrimLLM run after the table ('none' skips)"
+    )
+    d.add_argument("--trim-out", default="runs/demo-trim", help="run directory of the short trim")
     d.set_defaults(func=demo)
     e = sub.add_parser("eval", help="evaluate a model on a dataset or domain")
     e.add_argument("--model")
