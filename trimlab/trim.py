@@ -358,12 +358,33 @@ def trim(
             return TrimResult(model, tokenizer, history)
 
 
+def _is_main_process() -> bool:
+    """Rank 0 under ``torchrun`` / ``accelerate launch`` (and a single process)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def _checkpoint(model, tokenizer, history: History, out: Path, domain: str) -> None:
     """Write ``latest/`` with its history in one atomic step, ``final/`` when done, then a
-    copy of the history at ``out/history.json``."""
+    copy of the history at ``out/history.json``. Only the main process writes; the
+    others wait for it (every process holds the same model)."""
+    if not _is_main_process():
+        _barrier()
+        return
     out.mkdir(parents=True, exist_ok=True)
     extra = {HISTORY_FILE: asdict(history)}
     checkpoint.save_trimmed(model, tokenizer, out / "latest", domain=domain, extra=extra)
     if history.stopped:
         checkpoint.save_trimmed(model, tokenizer, out / "final", domain=domain, extra=extra)
     history.to_json(out / HISTORY_FILE)
+    _barrier()
