@@ -1,0 +1,64 @@
+"""Committed result files: loading them and turning them into tables.
+
+Expensive experiments (the reference trim run, the ablation grid) write JSON result files
+(``benchmarks/reference.py`` writes ``<out>/<row>/result.json``). Notebooks and
+``docs/RESULTS.md`` read them from here instead of recomputing, so a table always comes
+from a run with a documented command.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LABELS = {
+    "zero_shot": "zero-shot",
+    "full_ft": "full fine-tuning",
+    "sparse_ft": "sparse fine-tuning (r = 0.25), no dropping",
+    "trimllm": "TrimLLM",
+    "one_shot": "one-shot drop, then sparse fine-tuning",
+    "random": "rule-based: random",
+    "top": "rule-based: top",
+    "bottom": "rule-based: bottom",
+}
+
+
+def load_rows(folder: str | Path) -> dict[str, dict]:
+    """``{row: result}`` for every finished row under ``folder`` (``<row>/result.json``)."""
+    folder = Path(folder)
+    return {f.parent.name: json.loads(f.read_text()) for f in sorted(folder.glob("*/result.json"))}
+
+
+def table_rows(rows: dict[str, dict]) -> list[dict]:
+    """One flat record per table line; TrimLLM's snapshots become lines of their own."""
+    out = []
+    order = [r for r in LABELS if r in rows] + [r for r in rows if r not in LABELS]
+    for key in order:
+        res = rows[key]
+        label = LABELS.get(key, key.replace("score_", "TrimLLM, score = "))
+        if key == "trimllm":
+            for size, snap in sorted(
+                res.get("snapshots", {}).items(), key=lambda kv: -float(kv[0].rstrip("%"))
+            ):
+                out.append({**snap, "row": f"TrimLLM, first round at <= {size}", "seconds": None})
+        out.append(
+            {**res, "row": label + (f" ({res.get('target', '')})" if key == "trimllm" else "")}
+        )
+    return out
+
+
+def markdown(rows: dict[str, dict], reference: str = "full_ft") -> str:
+    """The results table: accuracy, share of the reference row's accuracy, sizes, time."""
+    ref = rows.get(reference, {}).get("acc")
+    lines = [
+        "| row | test acc | of full FT | sub-layers removed | decoder kept | bytes kept | wall time |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in table_rows(rows):
+        share = f"{r['acc'] / ref:.0%}" if ref else "-"
+        secs = "-" if not r.get("seconds") else f"{r['seconds'] / 60:.1f} min"
+        lines.append(
+            f"| {r['row']} | {r['acc']:.3f} | {share} | {r.get('sublayers_removed', 0)} | "
+            f"{r['decoder_kept']:.1%} | {r['bytes_kept']:.1%} | {secs} |"
+        )
+    return "\n".join(lines)
