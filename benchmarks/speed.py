@@ -158,7 +158,10 @@ def _candidates(model, tok, args, log) -> tuple[dict[str, dict], list[str]]:
         if args.torchao:
             if bench.torchao_available():
                 cands["int8wo-torchao"] = dict(
-                    model=bench.quantize_int8_torchao(model), structure=model, kind="int8", names=[]
+                    model=bench.quantize_int8_torchao(model),
+                    structure=model,
+                    kind="int8wo",
+                    names=[],
                 )
                 for f in args.int8_fractions:
                     base = blocks.get(f) or bench.trimmed_copy(
@@ -167,7 +170,7 @@ def _candidates(model, tok, args, log) -> tuple[dict[str, dict], list[str]]:
                     cands[f"int8wo-torchao+blocks-{f:.0%}"] = dict(
                         model=bench.quantize_int8_torchao(base),
                         structure=base,
-                        kind="int8+blocks",
+                        kind="int8wo+blocks",
                         names=bench.block_drop_names(model, f),
                     )
             else:
@@ -191,7 +194,7 @@ def _candidates(model, tok, args, log) -> tuple[dict[str, dict], list[str]]:
         cands.update(_bnb_candidates(args, model, notes))
     if args.compile:
         for c in cands.values():
-            if hasattr(c["model"], "config") and c["kind"] != "int8":
+            if c["kind"] not in ("int8", "int8+blocks"):  # dynamic quantized: eager only
                 bench.compile_blocks(c["model"])
     log(f"{len(cands)} candidates: {', '.join(cands)}")
     return cands, notes
@@ -208,7 +211,9 @@ def _bnb_candidates(args, model, notes) -> dict[str, dict]:
     from trimlab import models
 
     source = (
-        str(models.smollm2_checkpoint_path()) if args.model.lower() == models.SMOLLM2 else args.model
+        str(models.smollm2_checkpoint_path())
+        if args.model.lower() == models.SMOLLM2
+        else args.model
     )
     out = {}
     for name, cfg in (
@@ -229,6 +234,40 @@ def _bnb_candidates(args, model, notes) -> dict[str, dict]:
             continue
         out[name] = dict(model=m, structure=model, kind=name, names=[])
     return out
+
+
+def _explain_step_time(rows: list[dict], model, n_sub: int) -> None:
+    """Fit decode time at batch 1 to fixed + attention + MLP sub-layers and compare the
+    attention:MLP time ratio with their byte ratio."""
+    fp = [r for r in rows if r["kind"] in ("full", "blocks", "drops")]
+    if len(fp) < 3:
+        return
+    half = n_sub // 2
+    samples = [
+        (half - r["attn_removed"], half - r["mlp_removed"], 1 / r["decode_tokens_per_s"])
+        for r in fp
+    ]
+    fit = bench.fit_step_time(samples)
+    sizes = accounting.sublayer_params(model)
+    attn_p = [v for k, v in sizes.items() if k.endswith(".attn")]
+    mlp_p = [v for k, v in sizes.items() if k.endswith(".mlp")]
+    by_bytes = (sum(mlp_p) / len(mlp_p)) / (sum(attn_p) / len(attn_p))
+    ms = 1000
+    if fit["separable"]:
+        print(
+            f"where a decode step goes (batch 1, fitted over {len(fp)} fp32 rows): fixed "
+            f"{fit['fixed'] * ms:.1f} ms (embedding, LM head, loop) + {fit['attn'] * ms:.2f} ms "
+            f"per attention + {fit['mlp'] * ms:.2f} ms per MLP sub-layer. By bytes an MLP "
+            f"is {by_bytes:.1f}x an attention sub-layer; by time "
+            f"{fit['mlp'] / fit['attn']:.1f}x: the rest is attention's per-call overhead."
+        )
+    else:
+        print(
+            f"where a decode step goes (batch 1, fitted over {len(fp)} fp32 rows): fixed "
+            f"{fit['fixed'] * ms:.1f} ms (embedding, LM head, loop) + "
+            f"{2 * fit['attn'] * ms:.2f} ms per block (use --drops/--history to separate "
+            "attention from MLP)."
+        )
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:
@@ -319,6 +358,7 @@ def main(argv: list[str] | None = None) -> float:
             )
         )
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     info = dict(
         model=args.model,
         device=args.device,
@@ -334,6 +374,7 @@ def main(argv: list[str] | None = None) -> float:
         repeats=args.repeats,
         warmup=args.warmup,
         memory_method=(bench.cpu_memory_method() if args.device == "cpu" else "cuda-allocator"),
+        load_average=load,
         seconds=time.perf_counter() - t_start,
     )
     print(
@@ -341,6 +382,12 @@ def main(argv: list[str] | None = None) -> float:
         f"compile={args.compile} prompt={P} new_tokens={N} batch={B} repeats={args.repeats} "
         f"warmup={args.warmup} (medians; ideal = bytes ratio for decode, FLOPs for prefill)"
     )
+    if load is not None and load - info["threads"] > 0.5:  # more runnable than our threads
+        print(
+            f"warning: load average {load:.1f} on {os.cpu_count()} cores with {info['threads']} "
+            "torch threads of ours: other work shares the CPU, so these timings are disturbed "
+            "(try --threads 1, or a quiet moment)"
+        )
     print()
     print(
         f"| model | sub-layers removed | weights MiB | prefill tok/s | decode tok/s b=1 | "
@@ -374,12 +421,16 @@ def main(argv: list[str] | None = None) -> float:
                 f"{r['ideal_flops']:.2f}x), measured/ideal {r['ratio']:.2f}"
             )
         print(
-            "  Removing an MLP takes ~3/4 of a block's bytes but none of its attention call, "
-            "whose fixed per-step cost (dispatch, rotary, cache append, SDPA) the ideal "
-            "does not count, so mostly-MLP drops fall short of the ideal."
+            "  An MLP holds most of a block's bytes but removing it leaves the block's "
+            "attention call, whose fixed per-step cost (dispatch, rotary, cache append, SDPA) "
+            "the ideal does not count, so mostly-MLP drops fall short of the ideal."
         )
+    _explain_step_time(rows, model, n_sub)
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(info=info, rows=rows), indent=1) + "\n")
+        samples = {k: v for k, v in times.items()}
+        Path(args.json).write_text(
+            json.dumps(dict(info=info, rows=rows, samples=samples), indent=1) + "\n"
+        )
         print(f"rows written to {args.json} (add 'acc' and plot with trimlab.bench.pareto_plot)")
     print(f"memory method: {info['memory_method']}; total {info['seconds']:.0f} s")
     blocks = [r["ratio"] for r in rows if r["kind"] == "blocks"]

@@ -228,3 +228,16 @@ def test_speed_script_runs_on_a_tiny_model(tmp_path, capsys):
         assert r["ideal"] > 0 and r["decode_tokens_per_s"] > 0
     full = data["rows"][0]
     assert full["ideal"] == pytest.approx(1.0) and full["speedup"] == pytest.approx(1.0)
+
+
+def test_fit_step_time_recovers_costs():
+    true = dict(fixed=5.0, attn=1.0, mlp=1.5)
+    comps = [(30, 30), (15, 15), (30, 15), (29, 1), (1, 1)]
+    samples = [(a, m, true["fixed"] + true["attn"] * a + true["mlp"] * m) for a, m in comps]
+    fit = bench.fit_step_time(samples)
+    assert fit["separable"] == 1
+    for k, v in true.items():
+        assert fit[k] == pytest.approx(v)
+    blocks = bench.fit_step_time([(a, a, 2.0 + 2.5 * a) for a in (30, 20, 10)])
+    assert blocks["separable"] == 0
+    assert blocks["fixed"] == pytest.approx(2.0) and blocks["attn"] == pytest.approx(1.25)

@@ -682,6 +682,32 @@ def ideal_prefill_speedup(
     return prefill_flops(full, prompt_tokens) / prefill_flops(trimmed, prompt_tokens)
 
 
+def fit_step_time(samples: Sequence[tuple[int, int, float]]) -> dict[str, float]:
+    """Where a decode step's time goes: least squares of ``seconds = fixed + attn *
+    n_attn + mlp * n_mlp`` over ``samples`` of ``(n_attn, n_mlp, seconds)`` (models of
+    one family and dtype with different sub-layers left).
+
+    ``fixed`` is the per-step work outside the blocks (embedding, final norm, LM head,
+    loop); ``attn`` and ``mlp`` are the time of one attention / MLP sub-layer. Compare
+    ``attn / mlp`` with their byte ratio: the excess of ``attn`` is its per-call
+    overhead. When every sample keeps whole blocks (``n_attn == n_mlp``) the two
+    cannot be told apart: ``attn`` and ``mlp`` are then both half a block's time, and
+    ``separable`` is 0.
+    """
+    import numpy as np
+
+    if len(samples) < 2:
+        raise ValueError("need at least two samples")
+    X = np.array([[1.0, a, m] for a, m, _ in samples])
+    y = np.array([s for _, _, s in samples])
+    if np.linalg.matrix_rank(X) >= 3:
+        (fixed, attn, mlp), *_ = np.linalg.lstsq(X, y, rcond=None)
+        return {"fixed": float(fixed), "attn": float(attn), "mlp": float(mlp), "separable": 1}
+    Xb = np.array([[1.0, (a + m) / 2] for a, m, _ in samples])
+    (fixed, block), *_ = np.linalg.lstsq(Xb, y, rcond=None)
+    return {"fixed": float(fixed), "attn": block / 2, "mlp": block / 2, "separable": 0}
+
+
 # ----------------------------------------------------------------------------- Pareto plot
 
 

@@ -147,8 +147,9 @@ def figure4(
         (f"drop 2/epoch, sparse x{sparse_factor:g}", 2, sparse_factor, "C1", "--"),
     )
     for label, k, sf, color, style in curves:
-        ys = [progressive_cost(L, d, t, k, sparse_factor=sf) / unit for d in Ds]
-        ax.plot(share, ys, style, color=color, label=label)
+        ds = [d for d in Ds if d % k == 0]  # whole rounds only (Eq. 6 takes an even D)
+        ys = [progressive_cost(L, d, t, k, sparse_factor=sf) / unit for d in ds]
+        ax.plot([d / L for d in ds], ys, style, color=color, label=label)
     for i, e in enumerate(full_epochs):
         ax.axhline(full_ft_cost(L, e, t) / unit, color="gray", ls="-", lw=0.8 + 0.4 * i)
         ax.annotate(f"full FT, {e:g} ep", (share[-1], e), ha="right", va="bottom", fontsize=8)

@@ -1,0 +1,76 @@
+"""The ``trimlab`` command: clear errors, and the demo/eval paths on the ci profile."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from trimlab import cli
+from trimlab.results import load_rows, markdown
+
+HAVE_DATA = bool(os.environ.get("TRIMLAB_DATA_DIR"))
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (
+            ["trim", "--model", "tiny-llama", "--domain", "science", "--target", "0", "--out", "X"],
+            "target",
+        ),
+        (["eval", "--model", "tiny-nope", "--domain", "sciq"], "unknown"),
+        (["eval", "--model", "tiny-llama", "--domain", "nope"], "unknown dataset"),
+    ],
+)
+def test_bad_input_is_one_clear_line(argv, match, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    if "trim" in argv and not HAVE_DATA:
+        pytest.skip("needs TRIMLAB_DATA_DIR")
+    assert cli.main(["--profile", "ci", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trimlab: error:") and match in err
+
+
+@pytest.mark.skipif(not HAVE_DATA, reason="needs TRIMLAB_DATA_DIR")
+def test_eval_and_demo_run_on_the_ci_profile(capsys, tmp_path):
+    assert cli.main(["--profile", "ci", "eval", "--domain", "sciq", "--n", "6"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["n"] == 6 and 0 <= out["acc"] <= 1
+    rows = tmp_path / "rows.json"
+    argv = [
+        "--profile",
+        "ci",
+        "demo",
+        "--n",
+        "4",
+        "--datasets",
+        "sciq",
+        "piqa",
+        "--json",
+        str(rows),
+        "--trim-target",
+        "none",
+    ]
+    assert cli.main(argv) == 0
+    table = capsys.readouterr().out
+    assert "| sciq | yes | 4 |" in table and "| piqa | no | 4 |" in table
+    assert len(json.loads(rows.read_text())["rows"]) == 3
+
+
+def test_results_markdown(tmp_path):
+    for row, acc in (("full_ft", 0.8), ("trimllm", 0.6)):
+        (tmp_path / row).mkdir()
+        res = {
+            "acc": acc,
+            "decoder_kept": 1.0 if row == "full_ft" else 0.5,
+            "bytes_kept": 0.7,
+            "seconds": 120,
+            "sublayers_removed": 0,
+            "target": "50%",
+        }
+        (tmp_path / row / "result.json").write_text(json.dumps(res))
+    md = markdown(load_rows(tmp_path))
+    assert "| TrimLLM (50%) | 0.600 | 75% |" in md
+    assert "| full fine-tuning | 0.800 | 100% |" in md
