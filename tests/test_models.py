@@ -159,17 +159,19 @@ def test_cache_dir(monkeypatch, tmp_path):
 
 
 def test_atomic_dir(tmp_path):
+    from trimlab.checkpoint import atomic_directory
+
     target = tmp_path / "ckpt"
     with pytest.raises(RuntimeError, match="boom"):
-        with models._atomic_dir(target) as tmp:
+        with atomic_directory(target, keep_existing=True) as tmp:
             (tmp / "half.bin").write_bytes(b"x")
             raise RuntimeError("boom")
     assert not target.exists() and list(tmp_path.iterdir()) == []
-    with models._atomic_dir(target) as tmp:
+    with atomic_directory(target, keep_existing=True) as tmp:
         (tmp / "a.txt").write_text("ok")
     assert (target / "a.txt").read_text() == "ok" and list(tmp_path.iterdir()) == [target]
     # A second writer that loses the race leaves the first copy alone.
-    with models._atomic_dir(target) as tmp:
+    with atomic_directory(target, keep_existing=True) as tmp:
         (tmp / "a.txt").write_text("late")
     assert (target / "a.txt").read_text() == "ok" and list(tmp_path.iterdir()) == [target]
 

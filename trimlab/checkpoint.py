@@ -42,13 +42,21 @@ DECILM_TYPES = ("llama", "mistral")
 
 
 @contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``path`` only if the block succeeds."""
+def atomic_directory(path: str | os.PathLike, keep_existing: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory that becomes ``path`` only if the block succeeds.
+
+    A failed or killed writer never leaves a half-written ``path``. With
+    ``keep_existing`` an existing ``path`` (e.g. written meanwhile by another process)
+    wins and ours is discarded; otherwise ours replaces it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0o700; let a shared cache be readable
+        if path.exists() and keep_existing:
+            return
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")

@@ -44,6 +44,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from trimlab.checkpoint import atomic_directory
 from trimlab.tiny import TINY_ARCHS, tiny_model
 
 SMOLLM2 = "smollm2-135m"
@@ -164,33 +165,6 @@ def resolve_dtype(
 # ----------------------------------------------------------------------------- helpers
 
 
-@contextmanager
-def _atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder next to ``target``; rename it to ``target`` on success.
-
-    On an exception the temporary folder is removed and ``target`` is left untouched, so a
-    failed or killed writer never leaves a half-written ``target``. If another process
-    created ``target`` meanwhile, its copy wins and ours is discarded.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0o700; let a shared cache be readable
-        for f in tmp.iterdir():
-            if f.is_file():
-                os.chmod(f, 0o644)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # a concurrent writer finished first
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _is_checkpoint(path: Path) -> bool:
     """Whether ``path`` holds a complete checkpoint written by :func:`save_checkpoint`."""
     return all((path / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json"))
@@ -247,7 +221,7 @@ def save_checkpoint(
     plain = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
     plain.load_state_dict(model.state_dict(), strict=True)
     plain.generation_config = copy.deepcopy(model.generation_config)
-    with _atomic_dir(target) as tmp:
+    with atomic_directory(target, keep_existing=True) as tmp:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return target
