@@ -138,32 +138,46 @@ def experiment(
     model,
     tokenizer,
     datasets: Sequence[str],
-    n: int = 192,
+    n: int = 96,
     split: str = "calib",
     seed: int = 0,
     use_context: bool = False,
     batch_size: int | None = None,
     log=print,
+    save_to: str | os.PathLike | None = None,
 ) -> Specialization:
-    """Run the drop-one scan on each dataset (``n`` items of ``split``)."""
+    """Run the drop-one scan on each dataset (``n`` items of ``split``).
+
+    With ``save_to``, the result is written after every dataset, and a rerun with the
+    same settings skips the datasets already there (a long run can be resumed).
+    """
     from trimlab.data import load_domain
 
+    settings = dict(n=n, split=split, seed=seed, use_context=use_context)
     result = Specialization(
-        names=surgery.sublayers(model),
-        datasets=list(datasets),
-        base={},
-        acc={},
-        ll={},
-        settings=dict(n=n, split=split, seed=seed, use_context=use_context),
+        names=surgery.sublayers(model), datasets=[], base={}, acc={}, ll={}, settings=settings
     )
+    if save_to is not None and Path(save_to).exists():
+        old = Specialization.from_json(save_to)
+        same = {k: old.settings.get(k) for k in settings} == settings and old.names == result.names
+        if same:
+            result = old
+            result.datasets = [d for d in old.datasets if d in datasets]
     for name in datasets:
+        if name in result.datasets:
+            log(f"{name}: already done")
+            continue
         t = time.perf_counter()
         items = load_domain(name, split, n=n, seed=seed)
         s = sensitivities(model, tokenizer, items, use_context=use_context, batch_size=batch_size)
         result.base[name], result.acc[name], result.ll[name] = s["base"], s["acc"], s["ll"]
         result.halves[name] = s["halves"]
         result.settings.setdefault("seconds", {})[name] = round(time.perf_counter() - t, 1)
+        result.datasets.append(name)
+        if save_to is not None:
+            result.to_json(save_to)
         log(f"{name}: base acc {s['base']['acc']:.3f}, scan {time.perf_counter() - t:.0f} s")
+    result.datasets = [d for d in datasets if d in result.datasets]
     return result
 
 
@@ -206,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", nargs="+", default=["sciq", "piqa", "arc_easy"])
     p.add_argument("--model")
-    p.add_argument("--n", type=int, default=192)
+    p.add_argument("--n", type=int, default=96)
     p.add_argument("--split", default="calib")
     p.add_argument("--context", action="store_true", help="use context paragraphs")
     p.add_argument("--batch-size", type=int)
@@ -224,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         split=args.split,
         use_context=args.context,
         batch_size=args.batch_size or prof.batch_size,
+        save_to=args.out,
     )
     result.settings.update(
         model=args.model or prof.model, total_seconds=round(time.perf_counter() - t)
