@@ -181,11 +181,19 @@ def experiment(
     return result
 
 
-def heatmap(result: Specialization, metric: str = "ll"):
-    """The paper's Fig. 1 analogue: sensitivity per dataset (rows) and sub-layer (columns)."""
+def heatmap(result: Specialization, metric: str = "ll", ranks: bool = True):
+    """The paper's Fig. 1 analogue: sensitivity per dataset (rows) and sub-layer (columns).
+
+    With ``ranks`` each row shows the rank of the sensitivity within its dataset (0 = the
+    least important sub-layer, 1 = the most), so datasets with very different scales
+    (PIQA's long answers) compare directly and a few huge values (block 0) do not wash
+    out the rest.
+    """
     import matplotlib.pyplot as plt
 
     m = result.matrix(metric)
+    if ranks:
+        m = np.array([(rankdata(row) - 1) / max(1, len(row) - 1) for row in m])
     fig, axes = plt.subplots(2, 1, figsize=(12, 1.2 + 0.9 * len(result.datasets)), sharex=True)
     for ax, kind in zip(axes, ("attn", "mlp"), strict=True):
         cols = [i for i, nm in enumerate(result.names) if nm.endswith(kind)]
@@ -196,6 +204,7 @@ def heatmap(result: Specialization, metric: str = "ll"):
         ax.set_xticks(range(len(cols)), [result.names[i].split(".")[0] for i in cols], fontsize=7)
     axes[-1].set_xlabel("block")
     label = "mean correct-answer log-likelihood lost" if metric == "ll" else "accuracy lost"
+    label = f"rank of {label} within each dataset" if ranks else label
     fig.suptitle(f"Drop-one sensitivity ({label})", fontsize=10)
     fig.tight_layout()
     return fig
@@ -226,7 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--out", default="docs/results/specialization.json")
     p.add_argument("--figure", default="docs/figures/specialization.png")
+    p.add_argument("--replot", action="store_true", help="redraw the figure from --out only")
     args = p.parse_args(argv)
+    if args.replot:
+        result = Specialization.from_json(args.out)
+        heatmap(result).savefig(args.figure, dpi=120)
+        print(summary(result))
+        return 0
     prof = get_profile()
     model, tok = load_model(args.model or prof.model)
     t = time.perf_counter()
