@@ -99,6 +99,7 @@ def scan(
     fast: bool = True,
     progress: bool = False,
     return_logliks: bool = False,
+    max_length: int | None = None,
 ) -> tuple:
     """Drop-one evaluation: the metrics of the model without each sub-layer in turn.
 
@@ -112,7 +113,7 @@ def scan(
     items = validate_items(items)
     names = list(names) if names is not None else surgery.sublayers(model)
     surgery.check_names(model, names)
-    kw = dict(batch_size=batch_size, use_context=use_context)
+    kw = dict(batch_size=batch_size, use_context=use_context, max_length=max_length)
     base_ll: list[list[float]] = []
     cand_ll: dict[str, list[list[float]]] = {n: [] for n in names}
     bar = None
