@@ -32,3 +32,4 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest -q
+	TRIMLAB_PROFILE=ci $(PY) -m pytest -q --nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg

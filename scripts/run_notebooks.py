@@ -1,0 +1,90 @@
+"""Execute the lab notebooks top to bottom on a fresh kernel and save the outputs in place.
+
+The committed notebooks carry outputs from exactly this run, in the ``ci`` profile (tiny
+random model, a few items), so that ``pytest --nbval`` can compare every cell's output
+strictly (see ``notebooks/README.md``)::
+
+    python scripts/run_notebooks.py                    # all notebooks/NN_*.ipynb
+    python scripts/run_notebooks.py notebooks/02_scoring.ipynb
+
+``TRIMLAB_PROFILE`` is set to ``ci`` unless ``--profile`` says otherwise (outputs of
+another profile must not be committed: nbval in CI would fail). ``TRIMLAB_DATA_DIR``
+defaults to ``../shared/data`` beside the checkout when that exists, as in the Makefile.
+Each notebook runs in its own kernel with the notebook's folder as working directory.
+The time of each notebook is printed; those are the "ci" times in the notebook headers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def default_notebooks() -> list[Path]:
+    """The numbered lab notebooks, in order."""
+    return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def execute(path: Path, timeout: int, kernel: str) -> float:
+    """Run one notebook on a fresh kernel, write it back; return the seconds it took."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name=kernel,
+        resources={"metadata": {"path": str(path.parent)}},
+        record_timing=False,
+    )
+    start = time.perf_counter()
+    client.execute()
+    seconds = time.perf_counter() - start
+    nbformat.validate(nb)
+    nbformat.write(nb, path)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/NN_*.ipynb")
+    p.add_argument("--profile", default="ci", help="TRIMLAB_PROFILE for the kernels (ci)")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    p.add_argument("--kernel", default="python3", help="Jupyter kernel name")
+    args = p.parse_args(argv)
+
+    os.environ["TRIMLAB_PROFILE"] = args.profile
+    shared = ROOT.parent / "shared" / "data"
+    if not os.environ.get("TRIMLAB_DATA_DIR") and shared.is_dir():
+        os.environ["TRIMLAB_DATA_DIR"] = str(shared)
+    if args.profile != "ci":
+        print(f"warning: profile {args.profile!r}; commit only ci-profile outputs", file=sys.stderr)
+    paths = [path.resolve() for path in args.notebooks] or default_notebooks()
+    total, failed = 0.0, []
+    for path in paths:
+        print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} ...", flush=True)
+        try:
+            seconds = execute(path, args.timeout, args.kernel)
+        except CellExecutionError as e:
+            print(f"  FAILED:\n{e}", file=sys.stderr)
+            failed.append(path.name)
+            continue
+        total += seconds
+        print(f"  {seconds:.1f} s", flush=True)
+    print(f"total {total:.1f} s ({args.profile} profile)")
+    if failed:
+        print(f"failed: {', '.join(failed)} (not saved)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
