@@ -24,9 +24,15 @@ LABELS = {
 
 
 def load_rows(folder: str | Path) -> dict[str, dict]:
-    """``{row: result}`` for every finished row under ``folder`` (``<row>/result.json``)."""
+    """``{row: result}`` for every finished row under ``folder`` (``<row>/result.json``);
+    trim rows get the run's target from ``settings.json`` when they lack one."""
     folder = Path(folder)
-    return {f.parent.name: json.loads(f.read_text()) for f in sorted(folder.glob("*/result.json"))}
+    rows = {f.parent.name: json.loads(f.read_text()) for f in sorted(folder.glob("*/result.json"))}
+    settings = folder / "settings.json"
+    target = json.loads(settings.read_text()).get("target") if settings.exists() else None
+    if target and "trimllm" in rows:
+        rows["trimllm"].setdefault("target", target)
+    return rows
 
 
 def table_rows(rows: dict[str, dict]) -> list[dict]:
@@ -42,7 +48,11 @@ def table_rows(rows: dict[str, dict]) -> list[dict]:
             ):
                 out.append({**snap, "row": f"TrimLLM, first round at <= {size}", "seconds": None})
         out.append(
-            {**res, "row": label + (f" ({res.get('target', '')})" if key == "trimllm" else "")}
+            {
+                **res,
+                "row": label
+                + (f" ({res['target']})" if key == "trimllm" and res.get("target") else ""),
+            }
         )
     return out
 
