@@ -15,7 +15,7 @@ Limit: a candidate in block i re-runs blocks i..L-1, on average about half the m
 and the LM head and the record of block inputs are paid in full, so the gain is capped
 near 2L / (L + 1) ~ 1.9x for L = 30 blocks with one candidate per sub-layer.
 
-    python benchmarks/scan_speed.py            # cpu profile: 64 items, about an hour on 2 cores
+    python benchmarks/scan_speed.py            # cpu profile: 64 items, about 45 min on 2 cores
     python benchmarks/scan_speed.py --n 16     # a quick look
 """
 
