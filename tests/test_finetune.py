@@ -6,42 +6,22 @@ import pytest
 import torch
 from transformers import TrainerCallback, get_cosine_schedule_with_warmup, get_scheduler
 
+from tests.test_scoring import ITEMS as SCORING_ITEMS
 from trimlab import finetune as ft
 from trimlab import sparse, surgery
 from trimlab.evaluate import encode_items, evaluate
 from trimlab.prompts import build_prompt
 from trimlab.tiny import tiny_model
 
-ITEMS = [
+ITEMS = SCORING_ITEMS + [
     {"question": q, "choices": c, "answer": a, "context": ctx, "subject": None}
     for q, c, a, ctx in [
-        ("What do plants need to make food?", ["light", "sand", "noise"], 0, "Plants use light."),
-        ("Which is a metal?", ["wood", "iron"], 1, None),
-        ("What is frozen water?", ["steam", "ice", "fog", "rain"], 1, None),
-        ("Which planet is red?", ["Mars", "Venus", "Earth"], 0, "Mars looks red."),
-        ("What carries blood?", ["veins", "bones"], 0, None),
-        ("What is H2O?", ["salt", "water", "air", "sugar"], 1, "H2O is water."),
-        ("What gives milk?", ["cow", "rock", "tree"], 0, None),
-        ("Which is a gas?", ["oxygen", "stone"], 0, None),
-        ("What do bees make?", ["silk", "honey", "wax paper"], 1, None),
-        ("Sun is a?", ["planet", "star", "moon"], 1, "The Sun is a star."),
-        ("What melts ice?", ["heat", "cold"], 0, None),
-        ("Fish live in?", ["trees", "water", "sand"], 1, None),
         ("Which animal barks?", ["dog", "cat", "fish"], 0, None),
         ("What is 2 + 2?", ["three", "four", "five"], 1, None),
         ("Snow is?", ["cold", "hot"], 0, "Snow is frozen water."),
         ("Grass is?", ["blue", "green", "red"], 1, None),
     ]
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train fastest on one thread, above all on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def params(model) -> dict[str, torch.Tensor]:
