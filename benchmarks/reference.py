@@ -30,12 +30,12 @@ import os
 import time
 from pathlib import Path
 
-from trimlab import accounting, scoring, sparse, surgery
+from trimlab import scoring, sparse, surgery
 from trimlab.data import load_domain
-from trimlab.evaluate import evaluate
 from trimlab.finetune import finetune
 from trimlab.models import load_model
 from trimlab.profiles import get_profile
+from trimlab.results import measure
 from trimlab.trim import parse_target, trim
 
 ROWS = ("zero_shot", "trimllm", "full_ft", "sparse_ft", "one_shot", "random", "top", "bottom")
@@ -45,18 +45,6 @@ def write_json(path: Path, obj: object) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1) + "\n")
     os.replace(tmp, path)
-
-
-def measure(model, tok, test, prof, ctx) -> dict:
-    r = evaluate(
-        model, tok, test, batch_size=prof.batch_size, use_context=ctx, max_length=prof.max_length
-    )
-    return {
-        **r,
-        **accounting.sizes(model),
-        **accounting.compression(model),
-        "sublayers_removed": len(surgery.dropped(model)),
-    }
 
 
 def main() -> None:

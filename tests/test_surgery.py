@@ -23,6 +23,18 @@ def logits(model, enc):
         return model(**enc).logits
 
 
+def assert_cache_agrees(model, enc, new_tokens, **extra):
+    """Greedy generation with and without the KV cache: same tokens, logits within 1e-4."""
+    kw = dict(max_new_tokens=new_tokens, do_sample=False, output_scores=True)
+    kw |= dict(return_dict_in_generate=True, **extra)
+    with torch.no_grad():
+        cached = model.generate(**enc, use_cache=True, **kw)
+        plain = model.generate(**enc, use_cache=False, **kw)
+    assert torch.equal(cached.sequences, plain.sequences)
+    for a, b in zip(cached.scores, plain.scores):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
 def zero_out(model, name):
     """The oracle: zero the output projection (weight and bias) of sub-layer ``name``."""
     block, sub = surgery.locate(model, name)
@@ -87,17 +99,7 @@ def test_cached_generation_matches_uncached(arch, names):
     model, tok = tiny_model(arch)
     surgery.drop(model, names)
     for prompts in (PROMPTS[:1], PROMPTS):  # batch 1 and a left-padded batch
-        enc = batch(tok, prompts)
-        kw = dict(
-            max_new_tokens=12, do_sample=False, output_scores=True, return_dict_in_generate=True
-        )
-        kw["pad_token_id"] = tok.pad_token_id
-        with torch.no_grad():
-            cached = model.generate(**enc, use_cache=True, **kw)
-            plain = model.generate(**enc, use_cache=False, **kw)
-        assert torch.equal(cached.sequences, plain.sequences)
-        for a, b in zip(cached.scores, plain.scores):
-            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+        assert_cache_agrees(model, batch(tok, prompts), 12, pad_token_id=tok.pad_token_id)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma2", "gpt2"])
@@ -263,13 +265,7 @@ def test_smollm2_drop_generate_save_reload(tmp_path):
     assert accounting.param_count(model) == before - sum(per[n] for n in mlps + attns)
     assert model.config.num_hidden_layers == 29  # block 5 lost both sub-layers
     enc = tok(["Question: What do plants need for photosynthesis?\nAnswer:"], return_tensors="pt")
-    kw = dict(max_new_tokens=20, do_sample=False, output_scores=True, return_dict_in_generate=True)
-    with torch.no_grad():
-        cached = model.generate(**enc, use_cache=True, **kw)
-        plain = model.generate(**enc, use_cache=False, **kw)
-    assert torch.equal(cached.sequences, plain.sequences)
-    for a, b in zip(cached.scores, plain.scores):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    assert_cache_agrees(model, enc, 20)
     checkpoint.save_trimmed(model, tok, tmp_path / "smol", domain="science")
     loaded, _ = checkpoint.load_trimmed(tmp_path / "smol")
     assert torch.equal(logits(loaded, enc), logits(model, enc))

@@ -21,6 +21,7 @@ from trimlab.data import get_dataset, licence, load_domain
 from trimlab.evaluate import evaluate
 from trimlab.models import load_model
 from trimlab.profiles import PROFILE_NAMES, get_profile
+from trimlab.results import measure
 
 DEMO_DATASETS = ("sciq", "piqa", "arc_easy", "medmcqa", "pubmedqa", "mmlu_law", "mmlu_econ")
 
@@ -121,21 +122,6 @@ def _load(name: str):
     return load_model(name)
 
 
-def _measure(model, tok, items, prof, ctx) -> dict:
-    from trimlab import accounting
-    from trimlab.bench import decode_tokens_per_second
-
-    r = evaluate(
-        model, tok, items, batch_size=prof.batch_size, use_context=ctx, max_length=prof.max_length
-    )
-    return {
-        **{k: r[k] for k in ("acc", "acc_norm", "ll", "n")},
-        **accounting.sizes(model),
-        **accounting.compression(model),
-        "decode_tokens_per_s": decode_tokens_per_second(model, tok),
-    }
-
-
 def trim_cmd(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -151,7 +137,7 @@ def trim_cmd(args: argparse.Namespace) -> int:
         before = json.loads(before_file.read_text())
     else:
         print(f"measuring the untrimmed model on {len(test)} {args.domain} test items ...")
-        before = _measure(model, tok, test, prof, ctx)
+        before = measure(model, tok, test, prof, ctx, decode=True)
         out.mkdir(parents=True, exist_ok=True)
         before_file.write_text(json.dumps(before, indent=1))
     t = time.perf_counter()
@@ -171,7 +157,7 @@ def trim_cmd(args: argparse.Namespace) -> int:
         profile=prof,
         progress=True,
     )
-    after = _measure(result.model, result.tokenizer, test, prof, ctx)
+    after = measure(result.model, result.tokenizer, test, prof, ctx, decode=True)
     report = {
         "settings": result.history.settings,
         "dropped": result.history.drop_sequence,

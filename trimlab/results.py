@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from trimlab import accounting, surgery
+from trimlab.evaluate import evaluate
+
 LABELS = {
     "zero_shot": "zero-shot",
     "full_ft": "full fine-tuning",
@@ -21,6 +24,30 @@ LABELS = {
     "top": "rule-based: top",
     "bottom": "rule-based: bottom",
 }
+
+
+def measure(model, tokenizer, items, profile, use_context: bool, decode: bool = False) -> dict:
+    """One row of a results table: test metrics, sizes, compression and sub-layers
+    removed; with ``decode``, also the greedy decode speed (``trimlab.bench``)."""
+    r = evaluate(
+        model,
+        tokenizer,
+        items,
+        batch_size=profile.batch_size,
+        use_context=use_context,
+        max_length=profile.max_length,
+    )
+    row = {
+        **r,
+        **accounting.sizes(model),
+        **accounting.compression(model),
+        "sublayers_removed": len(surgery.dropped(model)),
+    }
+    if decode:
+        from trimlab.bench import decode_tokens_per_second
+
+        row["decode_tokens_per_s"] = decode_tokens_per_second(model, tokenizer)
+    return row
 
 
 def load_rows(folder: str | Path) -> dict[str, dict]:
