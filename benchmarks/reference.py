@@ -59,7 +59,22 @@ def main() -> None:
     p.add_argument("--r", type=float, default=0.25)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--out", default=f"runs/reference-{prof.name}")
+    p.add_argument("--steps-per-round", type=int, help="override the profile's value")
+    p.add_argument("--calib-items", type=int, help="override the profile's value")
+    p.add_argument("--drop-rate", type=int, help="override the profile's value")
+    p.add_argument("--eval-items", type=int, help="override the profile's value")
     args = p.parse_args()
+    overrides = {
+        field: value
+        for field, value in (
+            ("train_steps_per_round", args.steps_per_round),
+            ("calib_items", args.calib_items),
+            ("drop_rate", args.drop_rate),
+            ("eval_items", args.eval_items),
+        )
+        if value is not None
+    }
+    prof = prof.replace(**overrides)
     rows = list(ROWS) + [f"score_{m}" for m in args.methods] if args.rows == ["all"] else args.rows
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

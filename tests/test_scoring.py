@@ -79,6 +79,17 @@ def test_noop_sublayer_scores_the_base_accuracy():
     assert scores.details["1.attn"]["ll"] == pytest.approx(scores.info["base"]["ll"], abs=1e-5)
 
 
+def test_loglik_scores_are_negated_drop_one_loglik(tiny):
+    model, tok = tiny
+    ll = scoring.score(model, tok, ITEMS, method="loglik", batch_size=6)
+    _, metrics = scoring.scan(model, tok, ITEMS, batch_size=6)
+    assert ll.method == "loglik"
+    for name, m in metrics.items():
+        assert ll[name] == pytest.approx(-m["ll"])
+    # least important first: the candidate whose removal keeps the likelihood highest
+    assert metrics[scoring.rank(ll)[0]]["ll"] == max(m["ll"] for m in metrics.values())
+
+
 def test_scores_are_deterministic(tiny):
     model, tok = tiny
     for method in scoring.METHODS:

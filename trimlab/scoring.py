@@ -7,6 +7,10 @@ with ties broken by forward position, so the same inputs always give the same or
 * ``calibration`` (Eq. 3): drop sub-layer i temporarily, measure accuracy a_i on a
   calibration sample; importance ``s_i = 1 / (a_i + eps)``. The fast scan computes the
   hidden states below block i once per batch and re-runs only block i and up.
+* ``loglik`` (trimlab's extension, not in the paper): the same drop-one scan as Eq. 3,
+  scored by the mean log-likelihood of the correct answer instead of accuracy,
+  ``s_i = -ll_i``. Continuous, so it still separates candidates when a small
+  calibration sample gives many equal a_i, or when accuracy has fallen to chance.
 * ``activation`` (Eq. 4): ``n_i = ||A_i||_F / sqrt(N)``, the Frobenius norm of the
   (N tokens x d) matrix of what sub-layer i adds to the residual stream, over all N
   non-padding tokens of all calibration sequences: the root-mean-square token norm.
@@ -36,6 +40,7 @@ from trimlab.prompts import build_prompt, continuation
 
 METHODS = (
     "calibration",
+    "loglik",
     "activation",
     "both",
     "block_influence",
@@ -158,6 +163,14 @@ def calibration_scores(
     base, metrics = scan(model, tokenizer, items, **scan_kwargs)
     scores = {n: 1.0 / (m["acc"] + eps) for n, m in metrics.items()}
     return Scores(scores, "calibration", metrics, base=base, n=base["n"], eps=eps)
+
+
+def loglik_scores(calib: Scores) -> Scores:
+    """``loglik``: importance ``-ll_i``, the negated mean correct-answer log-likelihood
+    without sub-layer i, from the same drop-one scan as :func:`calibration_scores`
+    (a higher likelihood without i means i matters less)."""
+    scores = {n: -m["ll"] for n, m in calib.details.items()}
+    return Scores(scores, "loglik", calib.details, **calib.info)
 
 
 # --- activations: Eq. 4 and the peers' cosines --------------------------------------------
@@ -376,6 +389,8 @@ def score(
     )
     if method == "calibration":
         return calib
+    if method == "loglik":
+        return loglik_scores(calib)
     act = activation_scores(model, tokenizer, items, **act_kw)
     order = both_order(calib, act)
     details = {n: {**calib.details[n], "norm": act.details[n]["norm"]} for n in calib}
