@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from trimlab import scoring, sparse, surgery
+from trimlab.checkpoint import save_trimmed
 from trimlab.data import load_domain
 from trimlab.finetune import finetune
 from trimlab.models import load_model
@@ -47,7 +48,7 @@ def write_json(path: Path, obj: object) -> None:
     os.replace(tmp, path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     prof = get_profile()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=prof.model)
@@ -63,7 +64,7 @@ def main() -> None:
     p.add_argument("--calib-items", type=int, help="override the profile's value")
     p.add_argument("--drop-rate", type=int, help="override the profile's value")
     p.add_argument("--eval-items", type=int, help="override the profile's value")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     overrides = {
         field: value
         for field, value in (
@@ -122,22 +123,23 @@ def main() -> None:
             return res
         t0 = time.perf_counter()
         model, tok = load_model(args.model)
-        sizes = sorted((parse_target(s) for s in args.sizes), key=lambda t: -t.kept)
+        sizes = [parse_target(s) for s in args.sizes]
         snaps: dict[str, dict] = {}
 
-        def snapshot(rnd, hist):
-            for s in sizes:
-                if str(s) not in snaps and s.met(model_ref[0], 0):
-                    snaps[str(s)] = {
-                        **measure(model_ref[0], tok, test, prof, ctx),
-                        "round": rnd.round,
-                    }
-                    write_json(out / row / f"snapshot_{s.kept:.2f}.json", snaps[str(s)])
+        def snap_file(s) -> Path:
+            tag = f"{s.kept:.2f}" if s.kept is not None else f"n{s.count}"
+            return out / row / f"snapshot_{tag}.json"
 
-        model_ref = [model]
+        def snapshot(rnd, hist):  # trim changes `model` in place, resumed runs too
+            for s in sizes:
+                if str(s) not in snaps and s.met(model, len(surgery.dropped(model))):
+                    snaps[str(s)] = {**measure(model, tok, test, prof, ctx), "round": rnd.round}
+                    write_json(snap_file(s), snaps[str(s)])
+
         (out / row).mkdir(parents=True, exist_ok=True)
-        for f in (out / row).glob("snapshot_*.json"):
-            snaps[f"{float(f.stem.split('_')[1]) * 100:g}%"] = json.loads(f.read_text())
+        for s in sizes:
+            if snap_file(s).exists():
+                snaps[str(s)] = json.loads(snap_file(s).read_text())
         res = trim(
             model,
             tok,
@@ -148,7 +150,6 @@ def main() -> None:
             callback=snapshot,
             **common,
         )
-        model_ref[0] = res.model
         h = res.history
         result = {
             **measure(res.model, tok, test, prof, ctx),
@@ -191,6 +192,7 @@ def main() -> None:
             total_steps=budget,
             progress=False,
         )
+        save_trimmed(model, tok, out / row / "model")  # for benchmarks/pareto.py
         finish(
             row,
             {

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
-from trimlab import data, surgery
+from trimlab import surgery
 from trimlab.tiny import tiny_model
 from trimlab.trim import History, parse_target, trim
 
@@ -21,31 +19,6 @@ FAST = dict(
     profile="ci",
     log=None,
 )
-
-
-@pytest.fixture(scope="module")
-def toy_domain(tmp_path_factory):
-    """A registered 'bring your own domain' dataset of 90 arithmetic questions."""
-    path = tmp_path_factory.mktemp("toy") / "toy.jsonl"
-    rows = []
-    for i in range(90):
-        a, b = i % 9 + 1, i // 9 + 1
-        right = a + b
-        choices = [str(right), str(right + 1), str(right + 3)]
-        rows.append(
-            {
-                "id": f"toy-{i}",
-                "question": f"What is {a} plus {b}?",
-                "choices": choices,
-                "answer": 0,
-                "context": None,
-                "subject": None,
-            }
-        )
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    data.register_dataset("toy_arith", path, domain="toy", overwrite=True)
-    yield "toy"
-    data.unregister_dataset("toy_arith")
 
 
 def params_of(model):
@@ -154,9 +127,18 @@ def test_killed_run_resumes_to_the_same_result(toy_domain, tmp_path):
     assert resumed.history.drop_sequence == full.history.drop_sequence
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    # pointing at a finished run returns it without more work
-    again = trim(*tiny_model("llama"), toy_domain, 3, out_dir=tmp_path / "b", **FAST)
+    assert resumed.model is fresh  # trimmed in place, as an uninterrupted run does
+    # pointing at a finished run returns it without more work, also in place
+    other, tok = tiny_model("llama")
+    again = trim(other, tok, toy_domain, 3, out_dir=tmp_path / "b", **FAST)
     assert again.history.drop_sequence == full.history.drop_sequence
+    assert again.model is other and surgery.dropped(other) == surgery.dropped(full.model)
+    with pytest.raises(ValueError, match="never dropped"):
+        odd, tok = tiny_model("llama")
+        surgery.drop(
+            odd, [n for n in surgery.sublayers(odd) if n not in full.history.drop_sequence][:1]
+        )
+        trim(odd, tok, toy_domain, 3, out_dir=tmp_path / "b", **FAST)
     with pytest.raises(ValueError, match="other settings"):
         trim(
             *tiny_model("llama"),

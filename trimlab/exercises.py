@@ -28,7 +28,7 @@ from functools import cache
 
 import numpy as np
 
-from trimlab import accounting, sparse, surgery
+from trimlab import accounting, cost, scoring, sparse, surgery
 from trimlab.specialization import spearman as _spearman
 
 
@@ -269,6 +269,95 @@ def _grade_select_trainable(fn: Callable) -> tuple[bool, str]:
     return True, "you keep the ceil(r*U) most important units trainable"
 
 
+# --- 05: progressive dropping ---------------------------------------------------------------
+
+
+def _grade_drops_for_round(fn: Callable) -> tuple[bool, str]:
+    rng = random.Random(5)
+    names = [f"{b}.{k}" for b in range(5) for k in surgery.KINDS]
+    for k in (1, 2, 3):
+        values = [float(rng.randint(0, 4)) for _ in names]  # many ties: position decides
+        scores = dict(zip(names, values))
+        want = scoring.rank(scores)[:k]
+        got = _call(fn, dict(scores), k)
+        if list(got) != want:
+            raise _Wrong(f"drop_rate={k}: you chose {list(got)}, expected {want} (in order)")
+    return True, "you drop the drop_rate least important, ties going to the earlier sub-layer"
+
+
+def _grade_decoder_kept(fn: Callable) -> tuple[bool, str]:
+    for dropped, names in _DROP_CASES:
+        base = _fresh("llama")
+        sizes = accounting.sublayer_params(base)
+        model = _fresh("llama", tuple(dropped) + tuple(names))
+        want = accounting.compression(model)["decoder_kept"]
+        got = _call(fn, dict(sizes), list(dropped) + list(names))
+        if not _close(got, want):
+            raise _Wrong(
+                f"removing {list(dropped) + list(names)}: you gave {float(got):.4f}, "
+                f"expected {want:.4f}"
+            )
+    return True, "your share matches trimlab.compression(model)['decoder_kept']"
+
+
+# --- 06: ablations --------------------------------------------------------------------------
+
+
+def _grade_rule_order(fn: Callable) -> tuple[bool, str]:
+    for dropped in ((), ("1.attn", "2.mlp")):
+        model = _fresh("llama", dropped)
+        names = surgery.sublayers(model)
+        for rule in ("top", "bottom"):
+            want = scoring.rank(scoring.rule_scores(model, rule))
+            got = _call(fn, list(names), rule)
+            if list(got) != want:
+                raise _Wrong(f"rule {rule!r} over {names}: you gave {list(got)}, expected {want}")
+    return True, "top drops from the output end, bottom from the input end"
+
+
+# --- 07: measuring speed --------------------------------------------------------------------
+
+
+def _grade_decode_speedup(fn: Callable) -> tuple[bool, str]:
+    cases = [
+        ([1.0, 1.1, 0.9], [0.5, 0.55, 0.45]),
+        ([1.0, 1.0, 9.0, 1.0, 1.0], [0.8, 0.8, 0.8, 0.8, 0.8]),  # one stall in the full runs
+        ([2.0, 2.2, 2.1, 1.9], [1.5, 5.0, 1.4, 1.6]),
+    ]
+    for full, trimmed in cases:
+        want = float(np.median(full) / np.median(trimmed))
+        got = _call(fn, list(full), list(trimmed))
+        if not _close(got, want):
+            mean = float(np.mean(full) / np.mean(trimmed))
+            extra = " (that is the ratio of means: one stall moves it)" if _close(got, mean) else ""
+            raise _Wrong(
+                f"full {full}, trimmed {trimmed}: you gave {float(got):.4f}, "
+                f"expected {want:.4f}{extra}"
+            )
+    return True, "median over median: robust to the odd stalled run"
+
+
+# --- 08: training cost ----------------------------------------------------------------------
+
+
+def _grade_eq5(fn: Callable) -> tuple[bool, str]:
+    for L, D in ((32, 16), (30, 1), (60, 30), (10, 0), (12, 12)):
+        want = cost.eq5(L, D)
+        got = _call(fn, L, D)
+        if not _close(got, want):
+            raise _Wrong(f"L={L}, D={D}: you gave {got!r}, expected {want:g} (units of t)")
+    return True, "Eq. 5 is right: L + (L - 1) + ... + (L - D + 1) layer-epochs"
+
+
+def _grade_eq6(fn: Callable) -> tuple[bool, str]:
+    for L, D in ((32, 16), (30, 2), (60, 30), (10, 0), (12, 12)):
+        want = cost.eq6(L, D)
+        got = _call(fn, L, D)
+        if not _close(got, want):
+            raise _Wrong(f"L={L}, D={D}: you gave {got!r}, expected {want:g} (units of t)")
+    return True, "Eq. 6 is right: L + (L - 2) + ... + (L - D + 2), D/2 epochs"
+
+
 # --- registry and the public checks ------------------------------------------------------
 
 EXERCISES: dict[str, Exercise] = {
@@ -344,6 +433,53 @@ EXERCISES: dict[str, Exercise] = {
             "last n_trainable(r, len(scores)) of them",
             _grade_select_trainable,
         ),
+        Exercise(
+            "drops_for_round",
+            "05_progressive_dropping",
+            "drops_for_round(scores, drop_rate) -> list[str]",
+            "trimlab.rank(scores) lists names from least to most important (ties by "
+            "position); a round drops the first drop_rate of them",
+            _grade_drops_for_round,
+        ),
+        Exercise(
+            "decoder_kept",
+            "05_progressive_dropping",
+            "decoder_kept(sizes, removed) -> float",
+            "sizes maps every sub-layer of the untrimmed model to its parameter count and "
+            "together they are the decoder; kept = 1 - (sum over removed) / (sum over all)",
+            _grade_decoder_kept,
+        ),
+        Exercise(
+            "rule_order",
+            "06_ablations",
+            "rule_order(names, rule) -> list[str]",
+            "names come in forward order; 'bottom' drops the first ones first, 'top' the "
+            "last ones first (list(reversed(names)))",
+            _grade_rule_order,
+        ),
+        Exercise(
+            "decode_speedup",
+            "07_speed",
+            "decode_speedup(full_seconds, trimmed_seconds) -> float",
+            "a speedup is a ratio of times, full over trimmed; take the median of each list "
+            "(statistics.median), which one stalled run cannot move",
+            _grade_decode_speedup,
+        ),
+        Exercise(
+            "eq5",
+            "08_training_cost",
+            "eq5(L, D) -> float",
+            "one layer dropped per epoch: epoch i trains L - i layers, for i = 0 .. D - 1; "
+            "sum them",
+            _grade_eq5,
+        ),
+        Exercise(
+            "eq6",
+            "08_training_cost",
+            "eq6(L, D) -> float",
+            "two layers dropped per epoch: D / 2 epochs, epoch i trains L - 2 i layers",
+            _grade_eq6,
+        ),
     ]
 }
 
@@ -393,5 +529,11 @@ check_params_after_drop = _checker("params_after_drop")
 check_blocks_removed = _checker("blocks_removed")
 check_n_trainable = _checker("n_trainable")
 check_select_trainable = _checker("select_trainable")
+check_drops_for_round = _checker("drops_for_round")
+check_decoder_kept = _checker("decoder_kept")
+check_rule_order = _checker("rule_order")
+check_decode_speedup = _checker("decode_speedup")
+check_eq5 = _checker("eq5")
+check_eq6 = _checker("eq6")
 
 __all__ = ["EXERCISES", "Exercise", "Feedback", "grade"] + [f"check_{n}" for n in EXERCISES]

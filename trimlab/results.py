@@ -8,7 +8,10 @@ from a run with a documented command.
 
 from __future__ import annotations
 
+import copy
 import json
+import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from trimlab import accounting, surgery
@@ -50,6 +53,47 @@ def measure(model, tokenizer, items, profile, use_context: bool, decode: bool = 
     return row
 
 
+def trim_variants(
+    model,
+    tokenizer,
+    domain: str,
+    target: int | str,
+    variants: Mapping[str, Mapping],
+    test: list[dict],
+    profile,
+    **common,
+) -> dict[str, dict]:
+    """Ablations in one call: trim a fresh copy of ``model`` once per variant and
+    measure each on ``test``.
+
+    ``variants`` maps a row name to keyword arguments of :func:`trimlab.trim.trim`
+    (``{"r=0.5": {"r": 0.5}}``) on top of ``common``; every row starts from the same
+    weights. Returns ``{name: row}`` rows for :func:`markdown`, each with the drop
+    sequence and wall time.
+    """
+    from trimlab.trim import trim
+
+    rows = {}
+    use_context = common.get("use_context", profile.use_context)
+    for name, kw in variants.items():
+        t0 = time.perf_counter()
+        res = trim(
+            copy.deepcopy(model),
+            tokenizer,
+            domain,
+            target,
+            profile=profile,
+            log=None,
+            **{**common, **kw},
+        )
+        rows[name] = {
+            **measure(res.model, tokenizer, test, profile, use_context),
+            "dropped": res.history.drop_sequence,
+            "seconds": time.perf_counter() - t0,
+        }
+    return rows
+
+
 def load_rows(folder: str | Path) -> dict[str, dict]:
     """``{row: result}`` for every finished row under ``folder`` (``<row>/result.json``);
     trim rows get the run's target from ``settings.json`` when they lack one."""
@@ -87,8 +131,9 @@ def table_rows(rows: dict[str, dict]) -> list[dict]:
 def markdown(rows: dict[str, dict], reference: str = "full_ft") -> str:
     """The results table: accuracy, share of the reference row's accuracy, sizes, time."""
     ref = rows.get(reference, {}).get("acc")
+    of = "of full FT" if reference == "full_ft" else f"of {reference}"
     lines = [
-        "| row | test acc | of full FT | sub-layers removed | decoder kept | bytes kept | wall time |",
+        f"| row | test acc | {of} | sub-layers removed | decoder kept | bytes kept | wall time |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in table_rows(rows):

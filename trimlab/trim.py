@@ -256,10 +256,10 @@ def trim(
             }
             raise ValueError(f"{out} holds a run with other settings: {diff}")
         if history.stopped:
-            model, tokenizer = checkpoint.load_trimmed(out / "final")
+            _restore(model, out / "final", history.drop_sequence)
             say(f"trim: {out} already finished ({history.stopped})")
             return TrimResult(model, tokenizer, history)
-        model, _ = checkpoint.load_trimmed(out / "latest", device=next(model.parameters()).device)
+        _restore(model, out / "latest", history.drop_sequence)
         say(f"trim: resuming {out} after round {len(history.rounds)}")
     else:
         check_target(model, tgt)
@@ -356,6 +356,23 @@ def trim(
             callback(rnd, history)
         if history.stopped:
             return TrimResult(model, tokenizer, history)
+
+
+def _restore(model: PreTrainedModel, folder: Path, names: list[str]) -> None:
+    """Bring ``model`` to the checkpoint in ``folder`` *in place*, as an uninterrupted
+    run would have left it: drop the same ``names``, then load the saved weights."""
+    saved, _ = checkpoint.load_trimmed(folder, device=next(model.parameters()).device)
+    gone = set(surgery.dropped(model))
+    if not gone <= set(names):
+        raise ValueError(
+            f"cannot resume {folder}: the model lacks {sorted(gone - set(names))}, "
+            "which the run never dropped; pass the model the run started from"
+        )
+    surgery.drop(model, [n for n in names if n not in gone])
+    try:
+        model.load_state_dict(saved.state_dict(), strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"cannot resume {folder}: it holds another model ({err})") from None
 
 
 def _is_main_process() -> bool:

@@ -1,0 +1,85 @@
+"""The result-producing scripts of ``benchmarks/`` on a tiny model and a toy domain:
+they run end to end, write what the docs and notebooks read, and resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def reference_run(toy_domain, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TRIMLAB_PROFILE", "ci")
+    argv = (
+        f"--domain {toy_domain} --target 2 --sizes 1 --eval-items 8 --calib-items 6 "
+        f"--steps-per-round 1 --drop-rate 1 --methods loglik "
+        f"--rows zero_shot trimllm full_ft one_shot random score_loglik --out {out}"
+    ).split()
+    script("reference").main(argv)
+    yield out, argv
+    mp.undo()
+
+
+def test_reference_rows_share_data_budget_and_size(reference_run):
+    out, _ = reference_run
+    rows = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/result.json")}
+    assert set(rows) == {"zero_shot", "trimllm", "full_ft", "one_shot", "random", "score_loglik"}
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["steps_per_round"] == 1 and settings["calib_items"] == 6
+    assert settings["test_items"] == 8
+    trimllm = rows["trimllm"]
+    assert trimllm["sublayers_removed"] == 2 and len(trimllm["dropped"]) == 2
+    assert rows["full_ft"]["steps"] == rows["one_shot"]["steps"] == trimllm["steps"]
+    assert rows["one_shot"]["dropped"] == trimllm["dropped"]
+    assert rows["one_shot"]["decoder_kept"] == pytest.approx(trimllm["decoder_kept"])
+    assert rows["random"]["sublayers_removed"] == rows["score_loglik"]["sublayers_removed"] == 2
+    assert "1" in trimllm["snapshots"]  # the extra size, measured on the way
+    assert (out / "full_ft" / "model").is_dir()  # saved for the Pareto plot
+
+
+def test_reference_resumes_without_recomputing(reference_run):
+    out, argv = reference_run
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")}
+    script("reference").main(argv)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/result.json")} == before
+
+
+def test_cross_domain_and_pareto(reference_run, tmp_path, monkeypatch, capsys):
+    out, _ = reference_run
+    monkeypatch.setenv("TRIMLAB_PROFILE", "ci")
+    final = out / "trimllm" / "run" / "final"
+    cross = tmp_path / "cross.json"
+    script("cross_domain").main(
+        ["--trimmed", f"toy={final}", "--datasets", "toy_arith", "--out", str(cross)]
+    )
+    got = json.loads(cross.read_text())
+    assert set(got["acc"]) == {"untrimmed", "toy"}
+    assert 0 <= got["acc"]["toy"]["toy_arith"] <= 1
+    assert got["decoder_kept"]["untrimmed"] == 1 and got["decoder_kept"]["toy"] < 1
+
+    pareto = tmp_path / "pareto.json"
+    argv = ["--model", "full=tiny-llama", "--model", f"trimmed={final}", "--dataset", "toy_arith"]
+    argv += ["--repeats", "1", "--new-tokens", "3", "--out", str(pareto)]
+    argv += ["--figure", str(tmp_path / "p.png")]
+    script("pareto").main(argv)
+    rows = {r["name"]: r for r in json.loads(pareto.read_text())["rows"]}
+    assert set(rows) == {"full", "full + int8", "trimmed", "trimmed + int8"}
+    assert rows["trimmed"]["bytes"] < rows["full"]["bytes"]
+    assert rows["full + int8"]["bytes"] < rows["full"]["bytes"]
+    assert all(r["decode_tokens_per_s"] > 0 for r in rows.values())
+    assert (tmp_path / "p.png").stat().st_size > 0
+    assert "| trimmed + int8 |" in capsys.readouterr().out
