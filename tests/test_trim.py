@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trimlab import surgery
+from trimlab import data, surgery
 from trimlab.tiny import tiny_model
 from trimlab.trim import History, parse_target, trim
 
@@ -148,3 +148,36 @@ def test_killed_run_resumes_to_the_same_result(toy_domain, tmp_path):
             seed=5,
             **{k: v for k, v in FAST.items()},
         )
+
+
+def test_history_plots_and_live_plot_outside_jupyter(toy_domain, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from trimlab import plots
+
+    model, tok = tiny_model("llama")
+    live = plots.LivePlot()
+    res = trim(model, tok, toy_domain, 2, drop_rate=1, out_dir=tmp_path, callback=live, **FAST)
+    assert live.fig is None  # no IPython here: the callback does nothing
+    pts = plots.history_points(tmp_path / "history.json")
+    assert pts["removed"] == [0, 1] and len(pts["calib_acc"]) == 2
+    assert pts["decoder_kept"] == [r.decoder_kept for r in res.history.rounds]
+    fig = plots.plot_history(res.history)
+    assert len(fig.axes) == 2  # accuracy and, on a twin axis, the training loss
+    matplotlib.pyplot.close(fig)
+
+
+def test_trim_variants_start_from_the_same_weights(toy_domain):
+    from trimlab import results
+
+    model, tok = tiny_model("llama")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    test = data.load_domain(toy_domain, "test", n=6)
+    variants = {"top": {"score": "top"}, "bottom": {"score": "bottom"}}
+    fast = {k: v for k, v in FAST.items() if k not in ("profile", "log")}
+    rows = results.trim_variants(model, tok, toy_domain, 2, variants, test, "ci", **fast)
+    assert rows["bottom"]["dropped"] == ["0.attn", "0.mlp"]
+    assert rows["top"]["dropped"] == ["3.mlp", "3.attn"]
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
+    assert "| rule-based: top | " in results.markdown(rows, reference="top")

@@ -60,7 +60,7 @@ def trim_variants(
     target: int | str,
     variants: Mapping[str, Mapping],
     test: list[dict],
-    profile,
+    profile=None,
     **common,
 ) -> dict[str, dict]:
     """Ablations in one call: trim a fresh copy of ``model`` once per variant and
@@ -71,8 +71,10 @@ def trim_variants(
     weights. Returns ``{name: row}`` rows for :func:`markdown`, each with the drop
     sequence and wall time.
     """
+    from trimlab.profiles import Profile, get_profile
     from trimlab.trim import trim
 
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
     rows = {}
     use_context = common.get("use_context", profile.use_context)
     for name, kw in variants.items():
