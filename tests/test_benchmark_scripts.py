@@ -83,3 +83,20 @@ def test_cross_domain_and_pareto(reference_run, tmp_path, monkeypatch, capsys):
     assert all(r["decode_tokens_per_s"] > 0 for r in rows.values())
     assert (tmp_path / "p.png").stat().st_size > 0
     assert "| trimmed + int8 |" in capsys.readouterr().out
+
+
+def test_publish_copies_results_but_no_weights(reference_run, tmp_path):
+    out, _ = reference_run
+    spec = importlib.util.spec_from_file_location(
+        "publish", BENCHMARKS.parent / "scripts" / "publish_results.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    written = mod.publish(out, tmp_path / "pub")
+    names = {p.relative_to(tmp_path / "pub").as_posix() for p in written}
+    assert {"settings.json", "trimllm/result.json", "trimllm/history.json"} <= names
+    assert "full_ft/result.json" in names and not any("model" in n for n in names)
+    assert all(p.suffix == ".json" for p in written)
+    from trimlab.results import load_rows
+
+    assert set(load_rows(tmp_path / "pub")) == set(load_rows(out))
