@@ -22,7 +22,7 @@ def _threads(request):
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def toy_domain(tmp_path_factory):
     """A registered 'bring your own domain' dataset of 90 arithmetic questions."""
     path = tmp_path_factory.mktemp("toy") / "toy.jsonl"
