@@ -100,3 +100,15 @@ def test_publish_copies_results_but_no_weights(reference_run, tmp_path):
     from trimlab.results import load_rows
 
     assert set(load_rows(tmp_path / "pub")) == set(load_rows(out))
+
+
+def test_sizes_table_lists_each_trim_row_at_each_size(reference_run):
+    from trimlab.results import load_rows, sizes_table
+
+    out, _ = reference_run
+    rows = load_rows(out)
+    table = sizes_table(rows, ["trimllm", "score_loglik"])
+    lines = table.splitlines()
+    assert lines[0].startswith("| row | acc at <= 1 |") and len(lines) == 4
+    assert lines[2].startswith("| TrimLLM, score = both | ")
+    assert lines[3].startswith("| TrimLLM, score = loglik | ") and lines[3].count("|") == 5

@@ -146,3 +146,24 @@ def markdown(rows: dict[str, dict], reference: str = "full_ft") -> str:
             f"{r['decoder_kept']:.1%} | {r['bytes_kept']:.1%} | {secs} |"
         )
     return "\n".join(lines)
+
+
+def sizes_table(rows: dict[str, dict], keys: list[str] | None = None) -> str:
+    """Test accuracy of trim rows at each snapshot size and at the end, one line per row
+    (e.g. the scoring methods at 75%, 60% and 50% of the decoder)."""
+    keys = keys or [k for k, r in rows.items() if "snapshots" in r]
+    sizes = sorted(
+        {s for k in keys for s in rows[k].get("snapshots", {})},
+        key=lambda s: -float(s.rstrip("%")),
+    )
+    head = " | ".join(f"acc at <= {s}" for s in sizes)
+    lines = [f"| row | {head} | acc at the end | decoder kept at the end |"]
+    lines.append("|---|" + "---:|" * (len(sizes) + 2))
+    for k in keys:
+        r = rows[k]
+        snaps = r.get("snapshots", {})
+        cells = " | ".join(f"{snaps[s]['acc']:.3f}" if s in snaps else "-" for s in sizes)
+        label = "TrimLLM, score = both" if k == "trimllm" else LABELS.get(k, k)
+        label = label.replace("score_", "TrimLLM, score = ")
+        lines.append(f"| {label} | {cells} | {r['acc']:.3f} | {r['decoder_kept']:.1%} |")
+    return "\n".join(lines)
