@@ -156,14 +156,14 @@ def sizes_table(rows: dict[str, dict], keys: list[str] | None = None) -> str:
         {s for k in keys for s in rows[k].get("snapshots", {})},
         key=lambda s: -float(s.rstrip("%")),
     )
-    head = " | ".join(f"acc at <= {s}" for s in sizes)
-    lines = [f"| row | {head} | acc at the end | decoder kept at the end |"]
+    head = "".join(f" acc at <= {s} |" for s in sizes)
+    lines = [f"| row |{head} acc at the end | decoder kept at the end |"]
     lines.append("|---|" + "---:|" * (len(sizes) + 2))
     for k in keys:
         r = rows[k]
         snaps = r.get("snapshots", {})
-        cells = " | ".join(f"{snaps[s]['acc']:.3f}" if s in snaps else "-" for s in sizes)
+        cells = "".join(f" {snaps[s]['acc']:.3f} |" if s in snaps else " - |" for s in sizes)
         label = "TrimLLM, score = both" if k == "trimllm" else LABELS.get(k, k)
         label = label.replace("score_", "TrimLLM, score = ")
-        lines.append(f"| {label} | {cells} | {r['acc']:.3f} | {r['decoder_kept']:.1%} |")
+        lines.append(f"| {label} |{cells} {r['acc']:.3f} | {r['decoder_kept']:.1%} |")
     return "\n".join(lines)
