@@ -44,6 +44,7 @@ def execute(path: Path, timeout: int, kernel: str) -> float:
         kernel_name=kernel,
         resources={"metadata": {"path": str(path.parent)}},
         record_timing=False,
+        shutdown_kernel="immediate",  # outputs are complete; do not wait on stray threads
     )
     start = time.perf_counter()
     client.execute()
