@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
 from trimlab import accounting
-from trimlab.checkpoint import load_trimmed
+from trimlab.checkpoint import load_trimmed, write_json
 from trimlab.data import load_domain
-from trimlab.evaluate import evaluate
 from trimlab.models import load_model
 from trimlab.profiles import get_profile
+from trimlab.results import eval_metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,19 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         for ds in todo:
             t0 = time.perf_counter()
             items = load_domain(ds, "test", n=prof.eval_items, seed=0)
-            r = evaluate(
-                model,
-                tok,
-                items,
-                batch_size=prof.batch_size,
-                use_context=prof.use_context,
-                max_length=prof.max_length,
-            )
+            r = eval_metrics(model, tok, items, prof)
             cells.setdefault(name, {})[ds] = r["acc"]
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.name + ".tmp")
-            tmp.write_text(json.dumps(result, indent=1) + "\n")
-            os.replace(tmp, out)
+            write_json(out, result)
             print(
                 f"{name:12} {ds:10} acc {r['acc']:.3f} ({time.perf_counter() - t0:.0f} s)",
                 flush=True,

@@ -23,18 +23,11 @@ import time
 from pathlib import Path
 
 from trimlab import accounting, bench
-from trimlab.checkpoint import load_trimmed
+from trimlab.checkpoint import load_trimmed, write_json
 from trimlab.data import load_domain
-from trimlab.evaluate import evaluate
 from trimlab.models import load_model
 from trimlab.profiles import get_profile
-
-
-def write_json(path: Path, obj: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+from trimlab.results import eval_metrics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,14 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in acc:
             continue
         t0 = time.perf_counter()
-        acc[name] = evaluate(
-            model,
-            tok,
-            test,
-            batch_size=prof.batch_size,
-            use_context=prof.use_context,
-            max_length=prof.max_length,
-        )["acc"]
+        acc[name] = eval_metrics(model, tok, test, prof)["acc"]
         write_json(out, result)
         print(f"{name:28} acc {acc[name]:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     fns = {n: bench.decode_fn(m, tok, new_tokens=args.new_tokens) for n, m in models.items()}

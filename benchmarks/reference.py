@@ -26,12 +26,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 from trimlab import scoring, sparse, surgery
-from trimlab.checkpoint import save_trimmed
+from trimlab.checkpoint import save_trimmed, write_json
 from trimlab.data import load_domain
 from trimlab.finetune import finetune
 from trimlab.models import load_model
@@ -40,12 +39,6 @@ from trimlab.results import measure
 from trimlab.trim import parse_target, trim
 
 ROWS = ("zero_shot", "trimllm", "full_ft", "sparse_ft", "one_shot", "random", "top", "bottom")
-
-
-def write_json(path: Path, obj: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -69,6 +69,16 @@ def atomic_directory(path: str | os.PathLike, keep_existing: bool = False) -> It
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def write_json(path: str | os.PathLike, obj: object) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (a temporary file, then a rename), so a
+    run killed midway leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 def _json_dump(obj: object, path: Path) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 

@@ -164,7 +164,8 @@ def figure4(
 # ----------------------------------------------------------------------------- measured
 
 
-def _load_history(history):
+def load_history(history):
+    """A :class:`trimlab.trim.History` as given, or read from ``history.json`` or its folder."""
     from trimlab.trim import HISTORY_FILE, History
 
     if isinstance(history, History):
@@ -192,7 +193,7 @@ def predicted_vs_measured(history, fixed_cost: bool = False) -> dict:
     difference: scoring and dropping, which A.5 does not count). Rounds without
     training steps are shown but not fitted.
     """
-    h = _load_history(history)
+    h = load_history(history)
     data = []
     for r in h.rounds:
         n = r.sublayers_left + len(r.dropped)

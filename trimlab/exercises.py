@@ -340,22 +340,23 @@ def _grade_decode_speedup(fn: Callable) -> tuple[bool, str]:
 # --- 08: training cost ----------------------------------------------------------------------
 
 
-def _grade_eq5(fn: Callable) -> tuple[bool, str]:
-    for L, D in ((32, 16), (30, 1), (60, 30), (10, 0), (12, 12)):
-        want = cost.eq5(L, D)
+def _grade_cost(fn: Callable, eq: Callable, cases, what: str) -> tuple[bool, str]:
+    for L, D in cases:
+        want = eq(L, D)
         got = _call(fn, L, D)
         if not _close(got, want):
             raise _Wrong(f"L={L}, D={D}: you gave {got!r}, expected {want:g} (units of t)")
-    return True, "Eq. 5 is right: L + (L - 1) + ... + (L - D + 1) layer-epochs"
+    return True, what
+
+
+def _grade_eq5(fn: Callable) -> tuple[bool, str]:
+    cases = ((32, 16), (30, 1), (60, 30), (10, 0), (12, 12))
+    return _grade_cost(fn, cost.eq5, cases, "Eq. 5 is right: L + (L - 1) + ... + (L - D + 1)")
 
 
 def _grade_eq6(fn: Callable) -> tuple[bool, str]:
-    for L, D in ((32, 16), (30, 2), (60, 30), (10, 0), (12, 12)):
-        want = cost.eq6(L, D)
-        got = _call(fn, L, D)
-        if not _close(got, want):
-            raise _Wrong(f"L={L}, D={D}: you gave {got!r}, expected {want:g} (units of t)")
-    return True, "Eq. 6 is right: L + (L - 2) + ... + (L - D + 2), D/2 epochs"
+    cases = ((32, 16), (30, 2), (60, 30), (10, 0), (12, 12))
+    return _grade_cost(fn, cost.eq6, cases, "Eq. 6 is right: L + (L - 2) + ... + (L - D + 2)")
 
 
 # --- registry and the public checks ------------------------------------------------------

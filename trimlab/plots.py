@@ -8,22 +8,14 @@ every round inside Jupyter, and does nothing elsewhere.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
-
-def _history(history):
-    from trimlab.trim import HISTORY_FILE, History
-
-    if isinstance(history, History):
-        return history
-    path = Path(history)
-    return History.from_json(path / HISTORY_FILE if path.is_dir() else path)
 
 
 def history_points(history) -> dict[str, list]:
     """Per round: sub-layers removed *before* its drop, calibration accuracy and ll
     (measured before the drop), training loss, and decoder share kept *after* it."""
-    h = _history(history)
+    from trimlab.cost import load_history
+
+    h = load_history(history)
     removed, out = 0, {"removed": [], "calib_acc": [], "calib_ll": [], "train_loss": []}
     out["decoder_kept"] = []
     for r in h.rounds:

@@ -29,17 +29,24 @@ LABELS = {
 }
 
 
-def measure(model, tokenizer, items, profile, use_context: bool, decode: bool = False) -> dict:
-    """One row of a results table: test metrics, sizes, compression and sub-layers
-    removed; with ``decode``, also the greedy decode speed (``trimlab.bench``)."""
-    r = evaluate(
+def eval_metrics(model, tokenizer, items, profile, use_context: bool | None = None) -> dict:
+    """:func:`trimlab.evaluate` with the profile's batch size, token budget and (unless
+    given) context use: the one way every results table scores a model."""
+    ctx = profile.use_context if use_context is None else use_context
+    return evaluate(
         model,
         tokenizer,
         items,
         batch_size=profile.batch_size,
-        use_context=use_context,
+        use_context=ctx,
         max_length=profile.max_length,
     )
+
+
+def measure(model, tokenizer, items, profile, use_context: bool, decode: bool = False) -> dict:
+    """One row of a results table: test metrics, sizes, compression and sub-layers
+    removed; with ``decode``, also the greedy decode speed (``trimlab.bench``)."""
+    r = eval_metrics(model, tokenizer, items, profile, use_context)
     row = {
         **r,
         **accounting.sizes(model),

@@ -78,11 +78,9 @@ class Specialization:
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1) + "\n")
-        os.replace(tmp, path)
+        from trimlab.checkpoint import write_json
+
+        write_json(path, asdict(self))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Specialization:

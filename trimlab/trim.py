@@ -146,10 +146,7 @@ class History:
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write atomically."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1) + "\n")
-        os.replace(tmp, path)
+        checkpoint.write_json(path, asdict(self))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> History:
