@@ -139,6 +139,11 @@ def test_killed_run_resumes_to_the_same_result(toy_domain, tmp_path):
             odd, [n for n in surgery.sublayers(odd) if n not in full.history.drop_sequence][:1]
         )
         trim(odd, tok, toy_domain, 3, out_dir=tmp_path / "b", **FAST)
+    wide, tok = tiny_model("llama", hidden_size=48)  # another model: refused, untouched
+    names = surgery.sublayers(wide)
+    with pytest.raises(ValueError, match="another model"):
+        trim(wide, tok, toy_domain, 3, out_dir=tmp_path / "b", **FAST)
+    assert surgery.sublayers(wide) == names
     with pytest.raises(ValueError, match="other settings"):
         trim(
             *tiny_model("llama"),

@@ -365,11 +365,12 @@ def _restore(model: PreTrainedModel, folder: Path, names: list[str]) -> None:
             f"cannot resume {folder}: the model lacks {sorted(gone - set(names))}, "
             "which the run never dropped; pass the model the run started from"
         )
+    have = model.state_dict()
+    odd = [k for k, v in saved.state_dict().items() if k not in have or have[k].shape != v.shape]
+    if odd:  # checked before the model is touched
+        raise ValueError(f"cannot resume {folder}: it holds another model (e.g. {odd[:3]})")
     surgery.drop(model, [n for n in names if n not in gone])
-    try:
-        model.load_state_dict(saved.state_dict(), strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"cannot resume {folder}: it holds another model ({err})") from None
+    model.load_state_dict(saved.state_dict(), strict=True)
 
 
 def _is_main_process() -> bool:
