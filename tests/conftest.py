@@ -1,9 +1,16 @@
-"""Shared test settings: tiny-model tests run single-threaded (faster, and immune to a
-busy machine); tests marked ``slow`` keep torch's default threads for the real model."""
+"""Shared test settings.
+
+* Tiny-model tests run single-threaded (faster, and immune to a busy machine); tests
+  marked ``slow`` keep torch's default threads for the real model.
+* A deprecation message from the transformers logger fails the test. transformers
+  announces some renames (``past_key_values`` -> ``cache`` in 5.24) through
+  ``logger.warning_once``, which the ``warnings`` filters in ``pyproject.toml`` never see.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -20,6 +27,36 @@ def _threads(request):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class _Deprecations(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "deprecat" in text.lower():
+            self.messages.append(f"{record.name}: {text}")
+
+
+@pytest.fixture(autouse=True)
+def _no_transformers_deprecations():
+    """Fail any test during which the transformers logger emits a deprecation message."""
+    # warning_once is an lru_cache on logging.Logger: clear it, or a message already
+    # printed by an earlier test would be silent here.
+    once = getattr(logging.Logger, "warning_once", None)
+    if hasattr(once, "cache_clear"):
+        once.cache_clear()
+    handler = _Deprecations()
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    if handler.messages:
+        pytest.fail("transformers logged a deprecation: " + " | ".join(handler.messages))
 
 
 @pytest.fixture(scope="module")

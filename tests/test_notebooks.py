@@ -94,6 +94,20 @@ def test_outputs_are_from_one_fresh_top_to_bottom_run(nb):
                 pytest.fail(f"cell {i} wrote to stderr: {out.text[:200]!r}")
 
 
+WARNING_TEXT = re.compile(r"\w*Warning\b|Traceback \(most recent call last\)|deprecated")
+
+
+def test_no_warnings_or_tracebacks_in_outputs(nb):
+    """No committed output holds a stderr stream, an error, a warning or a traceback: a
+    student must never meet one on a fresh install (strict nbval fails on a new one)."""
+    for i, cell in enumerate(code_cells(nb)):
+        for out in cell.outputs:
+            assert out.output_type != "error", f"cell {i} raised {out.get('ename')}"
+            assert out.get("name") != "stderr", f"cell {i} wrote to stderr"
+        found = WARNING_TEXT.search(output_text(cell))
+        assert not found, f"cell {i} shows {found.group(0)!r}: {output_text(cell)[:200]!r}"
+
+
 def test_no_missing_outputs(nb):
     """A cell that prints, plots or shows a widget at its top level (not inside a branch or
     a function) must have kept its output."""

@@ -108,7 +108,7 @@ def test_cache_holds_only_remaining_attention(arch):
     surgery.drop(model, ["0.attn", "2.attn", "2.mlp"])  # block 2 leaves; block 0 keeps its MLP
     cache = DynamicCache(config=model.config)
     with torch.no_grad():
-        model(**batch(tok, PROMPTS[:1]), past_key_values=cache, use_cache=True)
+        model(**batch(tok, PROMPTS[:1]), cache=cache, use_cache=True)
     filled = [layer.keys is not None and layer.keys.numel() > 0 for layer in cache.layers]
     assert filled == [False, True, True]  # blocks 0 (no attention), 1, 3
     assert cache.get_seq_length() == batch(tok, PROMPTS[:1])["input_ids"].shape[1]

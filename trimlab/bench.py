@@ -215,10 +215,10 @@ def greedy_decode(
     nxt = out.logits[:, -1].argmax(-1, keepdim=True)
     synchronize(dev)
     t1 = time.perf_counter()
-    cache, toks = out.past_key_values, [nxt]
+    cache, toks = out.cache, [nxt]
     for _ in range(new_tokens - 1):
-        out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
+        out = model(input_ids=nxt, cache=cache, use_cache=True)
+        cache = out.cache
         nxt = out.logits[:, -1].argmax(-1, keepdim=True)
         toks.append(nxt)
     synchronize(dev)

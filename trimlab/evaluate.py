@@ -230,7 +230,7 @@ def _score_batch(
         **kwargs,
     )
     last = out.logits[:, -1, :]
-    cache = out.past_key_values
+    cache = out.cache
     del out
 
     # First continuation token of every choice, from the prompt's last logits.
@@ -261,7 +261,7 @@ def _score_batch(
             input_ids=inp.to(device),
             attention_mask=full_mask.to(device),
             position_ids=cpos.to(device),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
         )
         lp = _token_logprobs(out.logits, tgt.to(device)) * cmask.to(device)
