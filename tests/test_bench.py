@@ -95,6 +95,12 @@ def test_block_drop_names_whole_blocks_evenly(tiny):
         bench.block_drop_names(model, 1.0)
 
 
+def test_block_drop_names_skip_blocks_already_trimmed(tiny):
+    model, _ = tiny
+    t = bench.trimmed_copy(model, ["0.attn", "2.mlp"])  # blocks 1 and 3 stay whole
+    assert bench.block_drop_names(t, 0.5) == ["3.attn", "3.mlp"]
+
+
 def test_trimmed_copies_leave_original_and_drop_blocks(tiny):
     model, _ = tiny
     before = surgery.sublayers(model)
@@ -241,3 +247,29 @@ def test_fit_step_time_recovers_costs():
     blocks = bench.fit_step_time([(a, a, 2.0 + 2.5 * a) for a in (30, 20, 10)])
     assert blocks["separable"] == 0
     assert blocks["fixed"] == pytest.approx(2.0) and blocks["attn"] == pytest.approx(1.25)
+
+
+def test_package_layout_and_public_names():
+    import ast
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    from trimlab import plots
+
+    assert bench.pareto_plot is plots.pareto_plot and bench.pareto_front is plots.pareto_front
+    for name in bench.__all__:
+        assert getattr(bench, name) is not None, name
+    folder = Path(bench.__file__).parent
+    for info in pkgutil.iter_modules([str(folder)]):
+        mod = importlib.import_module(f"trimlab.bench.{info.name}")
+        source = Path(mod.__file__).read_text()
+        assert len(source.splitlines()) <= 350, info.name
+        assert mod.__doc__ and "TrimLLM" in mod.__doc__, info.name
+        # no private name of another trimlab module (``surgery._x``, ``from .memory import _y``)
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                private = node.attr.startswith("_") and not node.attr.startswith("__")
+                assert not (private and node.value.id in {"accounting", "families", "surgery"})
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("trimlab"):
+                assert not any(a.name.startswith("_") for a in node.names), info.name

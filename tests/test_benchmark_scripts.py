@@ -112,3 +112,32 @@ def test_sizes_table_lists_each_trim_row_at_each_size(reference_run):
     assert lines[0].startswith("| row | acc at <= 1 |") and len(lines) == 4
     assert lines[2].startswith("| TrimLLM, score = both | ")
     assert lines[3].startswith("| TrimLLM, score = loglik | ") and lines[3].count("|") == 5
+
+
+def test_cli_and_benchmarks_build_equal_configurations(monkeypatch):
+    """Equal flags give equal run configurations in the CLI, reference.py and speed.py."""
+    from trimlab import cli
+
+    monkeypatch.setenv("TRIMLAB_PROFILE", "cpu")
+    flags = "--model tiny-llama --r 0.5 --drop-rate 1 --score loglik --steps-per-round 3"
+    flags += " --calib-items 12 --eval-items 20 --context yes --max-length 128 --seed 4"
+    common = flags.split()
+    from_cli = cli.trim_config(
+        cli.build_parser().parse_args(
+            ["trim", "--domain", "sciq", "--target", "2", "--out", "x", *common]
+        )
+    )
+    ref = script("reference")
+    from_reference = ref.config_from_args(ref.build_parser().parse_args(common))
+    assert from_cli == from_reference
+    assert from_cli.r == 0.5 and from_cli.use_context and from_cli.profile == "cpu"
+    speed = script("speed")
+    from_speed = speed._parse_args(["--model", "tiny-llama", "--profile", "cpu"]).config
+    assert from_speed == ref.config_from_args(
+        ref.build_parser().parse_args(["--model", "tiny-llama", "--profile", "cpu"])
+    )
+    # the short spellings of the CLI mean the same settings
+    short = cli.build_parser().parse_args(
+        ["trim", "--domain", "sciq", "--target", "2", "--out", "x", "--steps", "3", "--n", "20"]
+    )
+    assert (cli.trim_config(short).steps_per_round, cli.trim_config(short).eval_items) == (3, 20)

@@ -59,6 +59,20 @@ def test_eval_and_demo_run_on_the_ci_profile(capsys, tmp_path):
     assert len(json.loads(rows.read_text())["rows"]) == 3
 
 
+@pytest.mark.skipif(not HAVE_DATA, reason="needs TRIMLAB_DATA_DIR")
+def test_trim_prints_one_bar_and_round_summaries_no_logs_no_warnings(capfd, tmp_path):
+    argv = ["--profile", "ci", "trim", "--model", "tiny-llama", "--domain", "sciq"]
+    argv += ["--target", "2", "--n", "6", "--calib", "6", "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == 0
+    out, err = capfd.readouterr()
+    both = out + err
+    assert "round 1: dropped" in both and "round 2: dropped" in both
+    assert "'loss'" not in both and "grad_norm" not in both  # no Trainer log dicts
+    assert "Warning" not in both and "warn" not in both.lower()
+    assert err.count("trim sciq to 2") >= 1  # the one bar of the trim phase
+    assert "| after |" in out
+
+
 def test_results_markdown(tmp_path):
     for row, acc in (("full_ft", 0.8), ("trimllm", 0.6)):
         (tmp_path / row).mkdir()

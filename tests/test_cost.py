@@ -6,7 +6,7 @@ import matplotlib
 import pytest
 
 from trimlab import cost
-from trimlab.trim import History, Round
+from trimlab.history import History, Round
 
 matplotlib.use("Agg")
 

@@ -1,4 +1,5 @@
-"""Tests for trimlab.data: registry, split recipes, sampling, errors, hub row mappers.
+"""Tests for trimlab.data: registry, split recipes, sampling, errors, hub row mappers,
+the package layout, and the one item validator shared with trimlab.evaluate.
 
 Everything runs offline. Tests marked ``mirror`` use the real local mirror and are
 skipped unless ``TRIMLAB_DATA_DIR`` is set; the rest use small JSONL files in tmp_path.
@@ -6,11 +7,13 @@ skipped unless ``TRIMLAB_DATA_DIR`` is set; the rest use small JSONL files in tm
 
 from __future__ import annotations
 
+import ast
 import csv
 import itertools
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import zipfile
@@ -18,7 +21,11 @@ from pathlib import Path
 
 import pytest
 
+import trimlab
 from trimlab import data as D
+from trimlab.data import hub, loading, registry, schema
+from trimlab.data.splits import parse_spec
+from trimlab.evaluate import validate_items
 from trimlab.prompts import build_prompt
 
 MIRROR = os.environ.get(D.DATA_ENV)
@@ -44,9 +51,9 @@ def _isolate(monkeypatch):
     yield
     D.DATASETS.clear()
     D.DATASETS.update(saved)
-    D._rebuild_domains()
-    for key in [k for k in D._CACHE if k[0] == "hub"]:
-        del D._CACHE[key]
+    registry.rebuild_domains()
+    for key in [k for k in loading.CACHE if k[0] == "hub"]:
+        del loading.CACHE[key]
 
 
 @pytest.fixture
@@ -121,11 +128,59 @@ def test_carve_recipe():
         "calib": "all[40%:50%]",
         "test": "all[0%:40%]",
     }
-    assert D._parse("validation+test[40%:50%]") == (["validation", "test"], 0.4, 0.5)
+    assert parse_spec("validation+test[40%:50%]") == (["validation", "test"], 0.4, 0.5)
     with pytest.raises(ValueError, match="test \\+ calib"):
         D.carve("all", test=0.9, calib=0.2)
     with pytest.raises(ValueError, match="bad split spec"):
-        D._parse("validation[40:50]")
+        parse_spec("validation[40:50]")
+
+
+# ------------------------------------------------------------------- package layout
+
+# Every public name of the old single-module trimlab/data.py.
+OLD_PUBLIC = (
+    "CC_BY_SA DATASETS DATA_ENV DOMAINS Dataset Item KEYS MMLU_ECON MMLU_LAW PUBMEDQA_CHOICES "
+    "RELATED RowMapper SAME SCIQ_SEED SPLITS SPLIT_SEED answer_key arc_row carve dataset_names "
+    "domain_of get_dataset item_key licence load_domain make_item medmcqa_row mmlu_row piqa_row "
+    "pubmedqa_official_split pubmedqa_row register_dataset resolve_data_dir sample sciq_row "
+    "split_sizes unregister_dataset validate_item"
+).split()
+PACKAGE = Path(D.__file__).parent
+
+
+def test_package_reexports_the_old_names():
+    assert set(OLD_PUBLIC) <= set(D.__all__)
+    namespace: dict = {}
+    exec("from trimlab.data import *", namespace)
+    for name in D.__all__:
+        assert namespace[name] is getattr(D, name), name
+    assert trimlab.load_domain is D.load_domain and trimlab.DOMAINS is D.DOMAINS
+    assert D.DATASETS is registry.DATASETS and D.validate_item is schema.validate_item
+
+
+def test_package_modules_are_small_documented_and_private_names_stay_home():
+    for path in sorted(PACKAGE.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        assert ast.get_docstring(tree), f"{path.name} has no module docstring"
+        assert len(path.read_text(encoding="utf-8").splitlines()) <= 300, path.name
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("trimlab"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.name} imports {private} from {node.module}"
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                if node.value.id in {"hub", "loading", "registry", "schema", "splits"}:
+                    assert not node.attr.startswith("_"), (
+                        f"{path.name}: {node.value.id}.{node.attr}"
+                    )
+
+
+def test_hub_fetch_is_datasets_load_dataset(monkeypatch):
+    import datasets
+
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: calls.append((a, k)) or [])
+    assert hub.load_hf("allenai/ai2_arc", "ARC-Easy", "test") == []
+    assert calls == [(("allenai/ai2_arc", "ARC-Easy"), {"split": "test"})]
 
 
 # ------------------------------------------------------------ user datasets (no mirror)
@@ -262,26 +317,138 @@ def test_errors(tmp_path, monkeypatch):
         D.dataset_names("nope")
 
 
-@pytest.mark.parametrize(
-    "row, message",
-    [
-        ({"question": "q", "choices": ["a", "b"], "answer": 2}, "answer 2 is not an index"),
-        ({"question": "q", "choices": ["a", "b"], "answer": -1}, "answer -1 is not an index"),
-        ({"question": "q", "choices": ["a", "b"], "answer": "0"}, "answer '0' is not an index"),
-        ({"question": "q", "choices": [], "answer": 0}, "non-empty list of strings"),
-        ({"question": "q", "choices": "ab", "answer": 0}, "non-empty list of strings"),
-        ({"question": "q", "choices": ["a", 1], "answer": 0}, "non-empty list of strings"),
-        ({"question": "", "choices": ["a"], "answer": 0}, "question must be"),
-        ({"question": "q", "choices": ["a"]}, "missing key"),
-        ({"question": "q", "choices": ["a"], "answer": 0, "context": 3}, "context must be"),
-        ([1, 2], "expected a JSON object"),
-    ],
-)
+# Bad rows and the exact problem the one validator reports (after "<where>: ").
+BAD_ROWS = [
+    (
+        {"question": "q", "choices": ["a", "b"], "answer": 2},
+        "answer index 2 out of range for 2 choices (valid: 0 to 1)",
+    ),
+    (
+        {"question": "q", "choices": ["a", "b"], "answer": -1},
+        "answer index -1 out of range for 2 choices (valid: 0 to 1)",
+    ),
+    (
+        {"question": "q", "choices": ["a", "b"], "answer": "0"},
+        "answer must be an int index into choices, got str '0'",
+    ),
+    (
+        {"question": "q", "choices": ["a", "b"], "answer": 1.0},
+        "answer must be an int index into choices, got float 1.0",
+    ),
+    (
+        {"question": "q", "choices": ["a", "b"], "answer": True},
+        "answer must be an int index into choices, got bool True",
+    ),
+    (
+        {"question": "q", "choices": [], "answer": 0},
+        "choices must be a non-empty list of strings, got list []",
+    ),
+    (
+        {"question": "q", "choices": "ab", "answer": 0},
+        "choices must be a non-empty list of strings, got str 'ab'",
+    ),
+    (
+        {"question": "q", "choices": ["a", 1], "answer": 0},
+        "choices must be a non-empty list of strings, but choices[1] is int 1",
+    ),
+    (
+        {"question": "", "choices": ["a"], "answer": 0},
+        "question must be a non-empty string, got str ''",
+    ),
+    (
+        {"question": "  ", "choices": ["a"], "answer": 0},
+        "question must be a non-empty string, got str '  '",
+    ),
+    (
+        {"choices": ["a"], "answer": 0},
+        "missing key(s) ['question'] (need question, choices, answer)",
+    ),
+    (
+        {"question": "q", "choices": ["a"]},
+        "missing key(s) ['answer'] (need question, choices, answer)",
+    ),
+    (
+        {"question": "q", "choices": ["a"], "answer": 0, "context": 3},
+        "context must be a string or None, got int 3",
+    ),
+    (
+        {"question": "q", "choices": ["a"], "answer": 0, "subject": ["law"]},
+        "subject must be a string or None, got list ['law']",
+    ),
+    (
+        [1, 2],
+        "expected a dict (JSON object) with question, choices and answer, got list [1, 2]",
+    ),
+]
+
+
+@pytest.mark.parametrize("row, message", BAD_ROWS)
 def test_bad_rows_are_rejected(tmp_path, row, message):
     good = _items("ok", 3)
     D.register_dataset("badfile", {"test": _write(tmp_path / "bad.jsonl", good + [row])})
-    with pytest.raises(ValueError, match=f"bad.jsonl:4: .*{message}"):
+    with pytest.raises(ValueError) as err:
         D.load_domain("badfile", "test")
+    assert str(err.value) == f"{tmp_path / 'bad.jsonl'}:4: {message}"
+
+
+@pytest.mark.parametrize("row, message", BAD_ROWS)
+def test_evaluate_rejects_the_same_rows_with_the_same_message(tmp_path, row, message):
+    """The data loader (a JSONL file, a hub row) and trimlab.evaluate share one validator."""
+    D.register_dataset("badfile", {"test": _write(tmp_path / "bad.jsonl", [row])})
+    with pytest.raises(ValueError) as from_file:
+        D.load_domain("badfile", "test")
+    good = _items("ok", 2)
+    with pytest.raises(ValueError) as from_evaluate:
+        validate_items([*good, row])
+    with pytest.raises(ValueError) as direct:
+        D.validate_item(row, "here")
+    problem = schema.schema_error(row)
+    assert problem == message
+    assert str(from_file.value) == f"{tmp_path / 'bad.jsonl'}:1: {problem}"
+    assert str(from_evaluate.value) == f"item 2: {problem}"
+    assert str(direct.value) == f"here: {problem}"
+
+
+def test_hub_rows_go_through_the_same_validator(monkeypatch, no_env):
+    rows = [{"goal": "g", "sol1": "a", "sol2": "b", "label": 5}]
+    load, _ = _fake_hub({("baber/piqa", None, "validation"): rows})
+    monkeypatch.setattr(hub, "load_hf", load)
+    item = hub.piqa_row(rows[0], 0, "validation")
+    with pytest.raises(ValueError) as err:
+        D.load_domain("piqa", "test")
+    assert str(err.value) == f"baber/piqa:0: {schema.schema_error(item)}"
+    with pytest.raises(ValueError, match="^item 0: answer index 5 out of range for 2 choices"):
+        validate_items([item])
+
+
+def test_validator_rules_beyond_json():
+    """Rows that JSON cannot express: the stricter of the two old rule sets holds."""
+    base = {"question": "q", "choices": ["a", "b"], "answer": 0}
+    for bad, problem in [
+        ({**base, "choices": ("a", "b")}, "choices must be a non-empty list of strings, got tuple"),
+        ({**base, "question": b"q"}, "question must be a non-empty string, got bytes b'q'"),
+        ({**base, "choices": ["a", None]}, "but choices[1] is NoneType None"),
+    ]:
+        match = "^item 0: .*" + re.escape(problem)
+        with pytest.raises(ValueError, match=match):
+            D.validate_item(bad, "item 0")
+        with pytest.raises(ValueError, match=match):
+            validate_items([bad])
+    long = {**base, "choices": "x" * 500}
+    assert len(schema.schema_error(long)) < 120  # a long bad value is cut, not dumped
+    ok = {**base, "id": 7, "extra": 1, "context": "c"}
+    assert D.validate_item(ok, "w") == {
+        "id": "7",
+        "question": "q",
+        "choices": ["a", "b"],
+        "answer": 0,
+        "context": "c",
+        "subject": None,
+    }
+    assert D.validate_item(base, "w")["id"] == "w"
+    assert validate_items(iter([ok]))[0] is ok  # evaluate checks, it does not copy
+    with pytest.raises(ValueError, match="no items"):
+        validate_items([])
 
 
 def test_bad_json_and_registration_errors(tmp_path):
@@ -426,23 +593,23 @@ def test_hub_path_uses_recipe(tmp_path, monkeypatch, no_env):
         {"goal": f"goal {i}", "sol1": f"a{i}", "sol2": f"b{i}", "label": i % 2} for i in range(60)
     ]
     load, calls = _fake_hub({("baber/piqa", None, "validation"): rows})
-    monkeypatch.setattr(D, "_load_hf", load)
-    splits = {s: D.load_domain("piqa", s) for s in D.SPLITS}
-    _disjoint(splits)
-    assert sum(map(len, splits.values())) == 60
+    monkeypatch.setattr(hub, "load_hf", load)
+    got = {s: D.load_domain("piqa", s) for s in D.SPLITS}
+    _disjoint(got)
+    assert sum(map(len, got.values())) == 60
     assert calls == [("baber/piqa", None, "validation")]  # loaded once, then cached
     # the same rows in a local file give the same split (same recipe, same hash)
     items = [D.piqa_row(r, i, "validation") for i, r in enumerate(rows)]
     D.register_dataset("local_piqa", _write(tmp_path / "piqa.jsonl", items))
     for s in D.SPLITS:
-        assert D.load_domain("local_piqa", s) == splits[s]
+        assert D.load_domain("local_piqa", s) == got[s]
 
 
 def test_hub_failure_is_clear(monkeypatch, no_env):
     def offline(path, config, split):
         raise ConnectionError("no network")
 
-    monkeypatch.setattr(D, "_load_hf", offline)
+    monkeypatch.setattr(hub, "load_hf", offline)
     with pytest.raises(
         RuntimeError, match="'medmcqa'.*openlifescienceai/medmcqa.*TRIMLAB_DATA_DIR"
     ):
@@ -525,11 +692,11 @@ def test_hub_path_matches_mirror(monkeypatch):
     if not (raw / "pubmedqa" / "ori_pqal.json").is_file():
         pytest.skip("mirror has no raw/ folder")
     load, _ = _fake_hub(_raw_hub_rows(raw))
-    monkeypatch.setattr(D, "_load_hf", load)
+    monkeypatch.setattr(hub, "load_hf", load)
     monkeypatch.delenv(D.DATA_ENV)
     checks = [("sciq", "calib"), ("sciq", "test"), ("piqa", None), ("arc_easy", None)]
     checks += [("mmlu_law", None), ("mmlu_econ", None), ("pubmedqa", None)]
     for name, only in checks:
         for split in [only] if only else D.DATASETS[name].splits():
-            hub = D.load_domain(name, split)
-            assert hub == D.load_domain(name, split, data_dir=MIRROR), (name, split)
+            from_hub = D.load_domain(name, split)
+            assert from_hub == D.load_domain(name, split, data_dir=MIRROR), (name, split)

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from trimlab import runtime
 from trimlab.evaluate import (
     choice_logliks,
     encode_items,
@@ -239,3 +240,38 @@ def test_bad_items_raise_before_model_work(tiny, items, match):
         evaluate(NoModel(), tok, items)
     with pytest.raises(ValueError, match=match):
         choice_logliks(NoModel(), tok, items)
+
+
+# --------------------------------------------------------------------------- modules
+
+
+def test_split_modules_are_reexported():
+    import importlib
+
+    import trimlab
+    from trimlab import encoding, loglik
+
+    module = importlib.import_module("trimlab.evaluate")
+    assert trimlab.evaluate is module.evaluate is evaluate
+    assert module.encode_items is encoding.encode_items
+    assert module.resolve_max_length is encoding.resolve_max_length
+    assert module.EncodedItem is encoding.EncodedItem
+    assert module.make_batches is loglik.make_batches is make_batches
+    assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_runtime_device_pad_id_and_process_role(tiny):
+    import copy
+
+    model, tok = tiny
+    assert runtime.model_device(model) == next(model.parameters()).device
+    assert runtime.model_device(torch.nn.ReLU()) == torch.device("cpu")
+    assert runtime.pad_id(tok) == tok.pad_token_id
+    odd = copy.deepcopy(tok)
+    odd.pad_token = None
+    assert runtime.pad_id(odd) == tok.eos_token_id
+    odd.eos_token = None
+    odd.bos_token = None
+    assert runtime.pad_id(odd) == 0
+    assert runtime.is_main_process()  # one process
+    runtime.wait_for_everyone()  # returns at once

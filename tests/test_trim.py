@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trimlab import data, surgery
+from trimlab import History, data, parse_target, surgery, trim
 from trimlab.tiny import tiny_model
-from trimlab.trim import History, parse_target, trim
 
 FAST = dict(
     steps_per_round=2,

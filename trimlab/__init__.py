@@ -3,12 +3,14 @@
 Progressive layer dropping for domain-specific LLMs: fine-tune on one domain and, round
 by round, physically remove the attention or MLP sub-layers that matter least to it.
 
-One concept per module: :mod:`~trimlab.models` (loading), :mod:`~trimlab.data`
-(datasets and splits), :mod:`~trimlab.prompts`, :mod:`~trimlab.evaluate`,
-:mod:`~trimlab.surgery` (removing sub-layers), :mod:`~trimlab.accounting` (sizes and
-FLOPs), :mod:`~trimlab.checkpoint` (save, load, export), :mod:`~trimlab.scoring`
-(Eq. 3 and 4, peers), :mod:`~trimlab.specialization` (Hypothesis 1),
-:mod:`~trimlab.profiles`.
+The modules follow the pipeline (the README's "How the code is organised" has one line
+per module): **load** (:mod:`~trimlab.models`, :mod:`~trimlab.data`,
+:mod:`~trimlab.prompts`, :mod:`~trimlab.config`) -> **score** (:mod:`~trimlab.scoring`)
+-> **drop** (:mod:`~trimlab.families`, :mod:`~trimlab.surgery`,
+:mod:`~trimlab.accounting`, :mod:`~trimlab.target`) -> **heal** (:mod:`~trimlab.heal`,
+:mod:`~trimlab.finetune`, :mod:`~trimlab.sparse`) -> **measure**
+(:mod:`~trimlab.evaluate`, :mod:`~trimlab.bench`, :mod:`~trimlab.cost`), tied together
+by :func:`trim` (:mod:`~trimlab.pipeline`), plus the lab helpers.
 """
 
 __version__ = "0.1.0"
@@ -23,16 +25,25 @@ from trimlab.accounting import (  # noqa: E402
     sublayer_params,
 )
 from trimlab.checkpoint import load_trimmed, save_trimmed  # noqa: E402
+from trimlab.config import TrimConfig  # noqa: E402
 from trimlab.data import DOMAINS, load_domain  # noqa: E402
 from trimlab.evaluate import evaluate  # noqa: E402
+from trimlab.history import History, Round  # noqa: E402
 from trimlab.models import load_model  # noqa: E402
+from trimlab.pipeline import TrimResult, trim  # noqa: E402
 from trimlab.profiles import get_profile  # noqa: E402
 from trimlab.prompts import build_prompt  # noqa: E402
 from trimlab.scoring import activation_scores, calibration_scores, rank, score  # noqa: E402
 from trimlab.surgery import drop, dropped, sublayers, trial_drop  # noqa: E402
+from trimlab.target import Target, parse_target  # noqa: E402
 
 __all__ = [
     "DOMAINS",
+    "History",
+    "Round",
+    "Target",
+    "TrimConfig",
+    "TrimResult",
     "activation_scores",
     "build_prompt",
     "calibration_scores",
@@ -48,6 +59,7 @@ __all__ = [
     "load_trimmed",
     "param_bytes",
     "param_count",
+    "parse_target",
     "rank",
     "save_trimmed",
     "score",
@@ -55,4 +67,5 @@ __all__ = [
     "sublayer_params",
     "sublayers",
     "trial_drop",
+    "trim",
 ]

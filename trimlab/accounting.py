@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from torch import nn
 from transformers import PreTrainedModel
 
-from trimlab import surgery
+from trimlab import families
 
 
 def _unique(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
@@ -43,7 +43,7 @@ def param_bytes(model: nn.Module) -> int:
 
 def decoder_param_count(model: PreTrainedModel) -> int:
     """Parameters inside the decoder blocks (what layer dropping can remove)."""
-    return param_count(surgery.layer_list(model))
+    return param_count(families.layer_list(model))
 
 
 def _modules_params(mods: Iterable[nn.Module]) -> list[nn.Parameter]:
@@ -53,24 +53,17 @@ def _modules_params(mods: Iterable[nn.Module]) -> list[nn.Parameter]:
 def sublayer_params(model: PreTrainedModel) -> dict[str, int]:
     """Parameter count of each remaining sub-layer (its norms included)."""
     return {
-        n: sum(p.numel() for p in _modules_params(surgery.modules_of(model, n)))
-        for n in surgery.sublayers(model)
+        n: sum(p.numel() for p in _modules_params(families.modules_of(model, n)))
+        for n in families.sublayers(model)
     }
-
-
-def _head_geometry(model: PreTrainedModel) -> tuple[int, int]:
-    cfg = model.config.get_text_config(decoder=True)
-    heads = int(cfg.num_attention_heads)
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    return heads, int(head_dim)
 
 
 def sublayer_flops(model: PreTrainedModel, context: int = 0) -> dict[str, int]:
     """Per-token forward FLOPs of each remaining sub-layer at ``context`` cached tokens."""
-    heads, head_dim = _head_geometry(model)
+    heads, _, head_dim = families.head_geometry(model.config)
     out = {}
-    for n in surgery.sublayers(model):
-        params = _modules_params(surgery.modules_of(model, n))
+    for n in families.sublayers(model):
+        params = _modules_params(families.modules_of(model, n))
         flops = 2 * sum(p.numel() for p in params if p.dim() >= 2)
         if n.endswith(".attn"):
             flops += 4 * heads * head_dim * context
@@ -80,7 +73,7 @@ def sublayer_flops(model: PreTrainedModel, context: int = 0) -> dict[str, int]:
 
 def embedding_params(model: PreTrainedModel) -> int:
     """Input embedding parameters (plus learned position embeddings where the family has them)."""
-    inside = {id(p) for p in surgery.layer_list(model).parameters()}
+    inside = {id(p) for p in families.layer_list(model).parameters()}
     head = model.get_output_embeddings()
     head_ids = {id(p) for p in head.parameters()} if head is not None else set()
     emb = model.get_input_embeddings()

@@ -21,7 +21,6 @@ Loading uses safetensors only and never runs remote code.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -35,10 +34,17 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 import trimlab
 from trimlab import accounting, surgery
+from trimlab.decilm import (  # noqa: F401  (re-exported: trimlab.checkpoint.X keeps working)
+    DECILM_TYPES,
+    WEIGHTS_FILE,
+    decilm_config,
+    decilm_reference_forward,
+)
 
 META_FILE = "trimlab.json"
-WEIGHTS_FILE = "model.safetensors"
-DECILM_TYPES = ("llama", "mistral")
+
+
+OLD_PREFIX = ".{name}.old-"
 
 
 @contextmanager
@@ -59,7 +65,9 @@ def atomic_directory(path: str | os.PathLike, keep_existing: bool = False) -> It
             return
         old = None
         if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            # A kill between these two renames leaves no ``path``, only the complete
+            # previous version in ``old``: recover_directory(path) puts it back.
+            old = path.with_name(f"{OLD_PREFIX.format(name=path.name)}{os.getpid()}")
             os.replace(path, old)
         os.replace(tmp, path)
         if old is not None:
@@ -67,6 +75,20 @@ def atomic_directory(path: str | os.PathLike, keep_existing: bool = False) -> It
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover_directory(path: str | os.PathLike) -> bool:
+    """Undo a replacement by :func:`atomic_directory` that was killed half-way: when
+    ``path`` is missing but the previous version was moved aside, move it back.
+    Returns whether something was recovered."""
+    path = Path(path)
+    if path.exists():
+        return False
+    olds = sorted(path.parent.glob(f"{OLD_PREFIX.format(name=path.name)}*"), key=os.path.getmtime)
+    if not olds:
+        return False
+    os.replace(olds[-1], path)
+    return True
 
 
 def write_json(path: str | os.PathLike, obj: object) -> None:
@@ -95,7 +117,7 @@ def metadata(model: PreTrainedModel, domain: str | None = None) -> dict:
         "dropped": surgery.dropped(model),
         "sublayers": surgery.sublayers(model),
         "blocks": surgery.block_ids(model),
-        "base_layers": surgery._base_layers(model),
+        "base_layers": surgery.base_layers(model),
         "whole_blocks_only": surgery.whole_blocks_only(model),
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
         "sizes": accounting.sizes(model),
@@ -236,118 +258,3 @@ def model_card(meta: dict) -> str:
         f"bytes: {s['bytes']:,} ({c['bytes_kept']:.1%})\n"
         f"- Format: {fmt}\n"
     )
-
-
-# --- DeciLM / Nemotron-NAS export ------------------------------------------------------
-
-
-def _rope_theta(config) -> float:
-    params = getattr(config, "rope_parameters", None) or {}
-    return float(params.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
-
-
-def decilm_config(model: PreTrainedModel) -> dict:
-    """The DeciLM (``nemotron-nas``) ``config.json`` describing ``model``'s blocks."""
-    cfg = model.config
-    if cfg.model_type not in DECILM_TYPES:
-        raise ValueError(
-            f"DeciLM export needs Llama-named weights ({', '.join(DECILM_TYPES)}), "
-            f"not {cfg.model_type!r}"
-        )
-    params = getattr(cfg, "rope_parameters", None) or {}
-    if params.get("rope_type", "default") != "default":
-        raise ValueError("DeciLM export supports only default RoPE (no scaling)")
-    ffn_mult = 3 * cfg.intermediate_size / (2 * cfg.hidden_size)
-    # DeciLM derives the MLP width as the multiple of 256 at or above int(2 * mult * d / 3).
-    if math.ceil(int(2 * ffn_mult * cfg.hidden_size / 3) / 256) * 256 != cfg.intermediate_size:
-        raise ValueError(
-            f"intermediate_size {cfg.intermediate_size} is not expressible as a DeciLM ffn_mult"
-        )
-    fam = surgery.family_of(model)
-    blocks = []
-    for block in surgery.layer_list(model):
-        blocks.append(
-            {
-                "attention": {
-                    "no_op": not surgery._present(block, fam.attn),
-                    "replace_with_linear": False,
-                    "n_heads_in_group": cfg.num_attention_heads // cfg.num_key_value_heads,
-                },
-                "ffn": {
-                    "no_op": not surgery._present(block, fam.mlp),
-                    "replace_with_linear": False,
-                    "ffn_mult": ffn_mult,
-                },
-            }
-        )
-    return {
-        "architectures": ["DeciLMForCausalLM"],
-        "model_type": "nemotron-nas",
-        "hidden_size": cfg.hidden_size,
-        "intermediate_size": cfg.intermediate_size,
-        "num_attention_heads": cfg.num_attention_heads,
-        "num_key_value_heads": cfg.num_key_value_heads,
-        "head_dim": getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
-        "num_hidden_layers": len(blocks),
-        "vocab_size": cfg.vocab_size,
-        "max_position_embeddings": cfg.max_position_embeddings,
-        "rms_norm_eps": cfg.rms_norm_eps,
-        "rope_theta": _rope_theta(cfg),
-        "hidden_act": cfg.hidden_act,
-        "attention_bias": bool(getattr(cfg, "attention_bias", False)),
-        "mlp_bias": bool(getattr(cfg, "mlp_bias", False)),
-        "tie_word_embeddings": bool(cfg.tie_word_embeddings),
-        "bos_token_id": cfg.bos_token_id,
-        "eos_token_id": cfg.eos_token_id,
-        "pad_token_id": cfg.pad_token_id,
-        "torch_dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-        "block_configs": blocks,
-    }
-
-
-def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
-    return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    a, b = x.chunk(2, dim=-1)
-    return torch.cat((-b, a), dim=-1)
-
-
-@torch.no_grad()
-def decilm_reference_forward(path: str | os.PathLike, input_ids: torch.Tensor) -> torch.Tensor:
-    """Logits of a DeciLM export computed from its files alone, in plain torch.
-
-    Reads ``config.json`` (``block_configs``) and ``model.safetensors``; blocks with
-    ``no_op`` sub-layers skip them. No padding; batch of equal-length sequences.
-    """
-    path = Path(path)
-    cfg = json.loads((path / "config.json").read_text())
-    w = load_file(str(path / WEIGHTS_FILE))
-    eps, hd = cfg["rms_norm_eps"], cfg["head_dim"]
-    nh, nkv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
-    bsz, seq = input_ids.shape
-    h = w["model.embed_tokens.weight"][input_ids]
-    inv = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
-    freqs = torch.arange(seq, dtype=torch.float32)[:, None] * inv[None]
-    cos, sin = torch.cat((freqs, freqs), -1).cos(), torch.cat((freqs, freqs), -1).sin()
-    causal = torch.full((seq, seq), float("-inf")).triu(1)
-    for i, block in enumerate(cfg["block_configs"]):
-        p = f"model.layers.{i}."
-        if not block["attention"]["no_op"]:
-            x = _rms(h, w[p + "input_layernorm.weight"], eps)
-            q = (x @ w[p + "self_attn.q_proj.weight"].T).view(bsz, seq, nh, hd).transpose(1, 2)
-            k = (x @ w[p + "self_attn.k_proj.weight"].T).view(bsz, seq, nkv, hd).transpose(1, 2)
-            v = (x @ w[p + "self_attn.v_proj.weight"].T).view(bsz, seq, nkv, hd).transpose(1, 2)
-            q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-            k, v = k.repeat_interleave(nh // nkv, 1), v.repeat_interleave(nh // nkv, 1)
-            att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + causal, dim=-1)
-            o = (att @ v).transpose(1, 2).reshape(bsz, seq, nh * hd)
-            h = h + o @ w[p + "self_attn.o_proj.weight"].T
-        if not block["ffn"]["no_op"]:
-            x = _rms(h, w[p + "post_attention_layernorm.weight"], eps)
-            gate = torch.nn.functional.silu(x @ w[p + "mlp.gate_proj.weight"].T)
-            h = h + (gate * (x @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
-    h = _rms(h, w["model.norm.weight"], eps)
-    head = w.get("lm_head.weight", w["model.embed_tokens.weight"])
-    return h @ head.T

@@ -17,6 +17,7 @@ import json
 import sys
 import time
 
+from trimlab.config import CONFIG_FLAGS, TrimConfig, add_config_args, config_from_args
 from trimlab.data import get_dataset, licence, load_domain
 from trimlab.evaluate import evaluate
 from trimlab.models import load_model
@@ -73,20 +74,11 @@ def demo(args: argparse.Namespace) -> int:
     if args.trim_target in (None, "", "0", "none"):
         return 0
     print(f"\nTrimLLM, short run: science domain, target {args.trim_target} sub-layers removed")
-    trim_args = argparse.Namespace(
-        profile=args.profile,
-        model=args.model,
-        domain="science",
-        target=args.trim_target,
-        r=0.25,
-        drop_rate=None,
-        score="both",
-        steps=None,
-        calib=None,
-        n=args.n,
-        context=None,
-        seed=0,
-        out=args.trim_out,
+    trim_args = build_parser().parse_args(
+        [*(["--profile", args.profile] if args.profile else []), "trim", "--domain", "science"]
+        + ["--target", str(args.trim_target), "--out", args.trim_out]
+        + (["--model", args.model] if args.model else [])
+        + (["--n", str(args.n)] if args.n else [])
     )
     return trim_cmd(trim_args)
 
@@ -122,42 +114,31 @@ def _load(name: str):
     return load_model(name)
 
 
+def trim_config(args: argparse.Namespace) -> TrimConfig:
+    """The run configuration of ``trimlab trim``'s flags (the profile fills the rest)."""
+    return config_from_args(args)
+
+
 def trim_cmd(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from trimlab.trim import trim
+    from trimlab.pipeline import trim
 
-    prof = get_profile(args.profile)
-    ctx = prof.use_context if args.context is None else args.context == "yes"
-    model, tok = _load(args.model or prof.model)
-    test = load_domain(args.domain, "test", n=args.n or prof.eval_items, seed=0)
+    cfg = trim_config(args)
+    model, tok = _load(cfg.model)
+    test = load_domain(args.domain, "test", n=cfg.eval_items, seed=0)
     out = Path(args.out)
     before_file = out / "report_before.json"
     if before_file.exists():
         before = json.loads(before_file.read_text())
     else:
         print(f"measuring the untrimmed model on {len(test)} {args.domain} test items ...")
-        before = measure(model, tok, test, prof, ctx, decode=True)
+        before = measure(model, tok, test, cfg, cfg.use_context, decode=True)
         out.mkdir(parents=True, exist_ok=True)
         before_file.write_text(json.dumps(before, indent=1))
     t = time.perf_counter()
-    result = trim(
-        model,
-        tok,
-        args.domain,
-        args.target,
-        r=args.r,
-        drop_rate=args.drop_rate,
-        score=args.score,
-        steps_per_round=args.steps,
-        calib_items=args.calib,
-        seed=args.seed,
-        out_dir=out,
-        use_context=ctx,
-        profile=prof,
-        progress=True,
-    )
-    after = measure(result.model, result.tokenizer, test, prof, ctx, decode=True)
+    result = trim(model, tok, args.domain, args.target, cfg, out_dir=out, progress=True)
+    after = measure(result.model, result.tokenizer, test, cfg, cfg.use_context, decode=True)
     report = {
         "settings": result.history.settings,
         "dropped": result.history.drop_sequence,
@@ -219,17 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--context", choices=("yes", "no"))
     e.set_defaults(func=eval_cmd)
     t = sub.add_parser("trim", help="TrimLLM: sparse fine-tuning with progressive layer dropping")
-    t.add_argument("--model", help="model name, hub id or folder (default: the profile's)")
     t.add_argument("--domain", required=True)
     t.add_argument("--target", required=True, help="sub-layers to remove (int), 'P%%' or 'P%%mem'")
-    t.add_argument("--r", type=float, default=0.25, help="sparse update ratio (default 0.25)")
-    t.add_argument("--drop-rate", type=int, help="sub-layers dropped per round (profile default)")
-    t.add_argument("--score", default="both")
-    t.add_argument("--steps", type=int, help="training steps per round (profile default)")
-    t.add_argument("--calib", type=int, help="calibration items per round (profile default)")
-    t.add_argument("--n", type=int, help="test items for the report (profile default)")
-    t.add_argument("--context", choices=("yes", "no"))
-    t.add_argument("--seed", type=int, default=0)
+    add_config_args(t, tuple(n for n in CONFIG_FLAGS if n != "profile"))
     t.add_argument("--out", required=True, help="run directory (resumed when it exists)")
     t.set_defaults(func=trim_cmd)
     g = sub.add_parser("generate", help="answer a prompt before and after trimming")

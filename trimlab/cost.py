@@ -165,8 +165,8 @@ def figure4(
 
 
 def load_history(history):
-    """A :class:`trimlab.trim.History` as given, or read from ``history.json`` or its folder."""
-    from trimlab.trim import HISTORY_FILE, History
+    """A :class:`trimlab.history.History` as given, or read from ``history.json`` or its folder."""
+    from trimlab.history import HISTORY_FILE, History
 
     if isinstance(history, History):
         return history
@@ -179,7 +179,7 @@ def load_history(history):
 def predicted_vs_measured(history, fixed_cost: bool = False) -> dict:
     """Set the A.5 model beside the measured round times of a trim run.
 
-    ``history`` is a :class:`trimlab.trim.History` or a path to ``history.json`` (or
+    ``history`` is a :class:`trimlab.history.History` or a path to ``history.json`` (or
     its folder). Round ``k`` trains ``n_k`` sub-layers (those present before its drop)
     for ``steps_k`` steps, so the model predicts ``t * n_k * steps_k`` seconds of
     training; ``t`` (seconds per sub-layer per step) is fitted by least squares through

@@ -1,49 +1,30 @@
 """Fine-tuning on a domain's train split, with Hugging Face ``Trainer``.
 
 What is trained
-    Each multiple-choice item becomes one sequence: the prompt of
-    :func:`trimlab.prompts.build_prompt` followed by the continuation of the correct
-    choice (:func:`trimlab.prompts.continuation`), tokenized exactly as
-    :func:`trimlab.evaluate.encode_items` tokenizes it for scoring (so what training
-    raises is the very log-likelihood that evaluation compares), then the EOS token.
-    The loss is the causal-LM cross-entropy on the answer tokens and the EOS only; the
-    prompt tokens (and padding) are labelled -100. The EOS target teaches the model to
-    stop after an answer, which the generation demos need; evaluation scores only the
-    continuation, so the EOS adds one token per item to the loss and nothing to the
-    scoring (``add_eos=False`` leaves it out). Prompts longer than the budget are cut from
-    the left so that prompt + answer + EOS fits in ``max_length`` tokens (HFLM's rule,
-    applied to the answer alone). The loss is the mean over all answer tokens of an
-    optimizer step (Trainer passes the token count of the whole accumulated step to the
-    model), not a mean of per-sequence means.
+    Each item's prompt followed by its correct answer (and EOS), with the loss on the
+    answer tokens only: see :mod:`trimlab.train_data`. The loss is the mean over all
+    answer tokens of an optimizer step (Trainer passes the token count of the whole
+    accumulated step to the model), not a mean of per-sequence means.
 
 The loop
     ``transformers.Trainer`` runs it: ``max_steps=steps`` optimizer steps of
     ``batch_size * grad_accum`` examples, drawn by Trainer's seeded random sampler and
     cycling through the items epoch after epoch when there are fewer items than that.
-    Mixed precision, gradient accumulation, gradient clipping (norm 1.0, Trainer's
-    default) and multiple devices come from Trainer and Accelerate. Nothing is written
-    (``save_strategy="no"``, ``report_to=[]``) and Trainer evaluates nothing. On a CPU the
-    model trains in its own dtype (float32); on a CUDA device with bfloat16 support
-    ``bf16=True`` turns on bfloat16 autocast over float32 master weights (mixed
-    precision; a model already loaded in bfloat16 simply trains in bfloat16). Only
-    parameters with ``requires_grad`` train, so :func:`trimlab.sparse.freeze` makes the
-    update sparse.
+    Batches come from transformers' ``DataCollatorForSeq2Seq``
+    (:func:`trimlab.train_data.answer_collator`). Mixed precision, gradient
+    accumulation, gradient clipping (norm 1.0, Trainer's default) and multiple devices
+    come from Trainer and Accelerate. Nothing is written (``save_strategy="no"``,
+    ``report_to=[]``) and Trainer evaluates nothing. On a CPU the model trains in its own
+    dtype (float32); on a CUDA device with bfloat16 support ``bf16=True`` turns on
+    bfloat16 autocast over float32 master weights (mixed precision; a model already
+    loaded in bfloat16 simply trains in bfloat16). Only parameters with
+    ``requires_grad`` train, so :func:`trimlab.sparse.freeze` makes the update sparse.
 
 How the optimizer and learning-rate schedule carry across rounds
-    Progressive dropping (Sec. 3.2) calls :func:`finetune` once per round, and the
-    parameters of the sub-layers dropped in between no longer exist. Each call therefore
-    builds a **fresh AdamW** over the parameters that are trainable now: its moment
-    estimates start from zero every round (the authors' code likewise restarts training
-    each epoch). The **learning-rate schedule is global**: a ``LambdaLR`` passed to
-    Trainer through ``optimizers=(optimizer, scheduler)`` evaluates one schedule over the
-    whole run at ``global_step + i``, i the step within the call. With
-    ``lr_schedule="linear"``, ``total_steps`` the run's total optimizer steps and
-    ``global_step`` the steps done in earlier rounds, the learning rate warms up over the
-    first ``warmup_steps`` steps of the run and then decays linearly to 0 at
-    ``total_steps``; round k starts where round k-1 stopped. :func:`finetune` returns the
-    next ``global_step`` to pass on. ``"constant"`` (the default) keeps ``lr`` after the
-    warm-up; ``"cosine"`` is also offered. The formulas are those of transformers'
-    ``get_{constant,linear,cosine}_schedule_with_warmup``.
+    Each call builds a fresh AdamW over the parameters trainable now; the learning-rate
+    schedule is one ``transformers.get_scheduler`` schedule over the whole run, which
+    round k continues at ``global_step`` where round k-1 stopped (see
+    :mod:`trimlab.optim`). :func:`finetune` returns the next ``global_step`` to pass on.
 
 Determinism
     Trainer seeds Python, NumPy and torch with ``seed`` and the sampler with
@@ -54,11 +35,9 @@ Determinism
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from transformers import (
@@ -70,146 +49,30 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback
 
-from trimlab.evaluate import encode_items, validate_items
+from trimlab.optim import (
+    LR_SCHEDULES,
+    build_optimizer,
+    check_schedule,
+    global_scheduler,
+    schedule_factor,
+)
 from trimlab.prompts import Item
+from trimlab.runtime import model_device, pad_id
+from trimlab.train_data import IGNORE_INDEX, answer_collator, build_examples
 
-IGNORE_INDEX = -100
-"""Label of the tokens that carry no loss (prompt and padding)."""
-LR_SCHEDULES = ("constant", "linear", "cosine")
-
-
-# --------------------------------------------------------------------------- examples
-
-
-def build_examples(
-    tokenizer: PreTrainedTokenizerBase,
-    items: Sequence[Item],
-    use_context: bool = True,
-    max_length: int = 384,
-    add_eos: bool = True,
-) -> list[dict]:
-    """One training example per item: ``{"input_ids", "labels"}`` (lists of ints).
-
-    ``input_ids`` is ``prompt + answer (+ EOS)`` with the prompt and answer tokens of
-    :func:`trimlab.evaluate.encode_items` (the item reduced to its correct choice, so the
-    prompt is cut from the left only as far as that answer needs); ``labels`` repeats
-    the answer and EOS tokens and has -100 on the prompt. At most ``max_length`` tokens.
-    """
-    items = validate_items(items)
-    eos = tokenizer.eos_token_id if add_eos else None
-    extra = 1 if eos is not None else 0
-    if max_length < 2 + extra:
-        raise ValueError(f"max_length must be at least {2 + extra}, got {max_length}")
-    answers = [
-        {**item, "choices": [item["choices"][int(item["answer"])]], "answer": 0} for item in items
-    ]
-    # encode_items keeps prompt + answer - 1 <= its budget; the model reads all of
-    # prompt + answer (+ EOS), hence the budget max_length - 1 - extra.
-    encoded = encode_items(tokenizer, answers, use_context, max_length - 1 - extra)
-    examples = []
-    for enc in encoded:
-        answer = list(enc.conts[0])
-        if eos is not None and answer[-1] != eos:
-            answer.append(eos)
-        prompt = list(enc.prompt)
-        examples.append(
-            {"input_ids": prompt + answer, "labels": [IGNORE_INDEX] * len(prompt) + answer}
-        )
-    return examples
-
-
-def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The padding token id: the tokenizer's pad, else its EOS, else 0 (always masked)."""
-    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if tid is not None:
-            return int(tid)
-    return 0
-
-
-@dataclass
-class AnswerCollator:
-    """Right-pads a batch of :func:`build_examples` rows: ``input_ids`` with ``pad_id``,
-    ``attention_mask`` 0 and ``labels`` -100 on padding."""
-
-    pad_id: int
-    pad_to_multiple_of: int | None = None
-
-    def __call__(self, rows: Sequence[dict]) -> dict[str, torch.Tensor]:
-        width = max(len(r["input_ids"]) for r in rows)
-        if self.pad_to_multiple_of:
-            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
-        for b, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[b, :n] = torch.tensor(r["input_ids"])
-            mask[b, :n] = 1
-            labels[b, :n] = torch.tensor(r["labels"])
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
-# --------------------------------------------------------------------------- schedule
-
-
-def lr_factor(
-    step: int, schedule: str = "constant", total_steps: int | None = None, warmup_steps: int = 0
-) -> float:
-    """The learning-rate multiplier at global optimizer step ``step`` (0-based).
-
-    Linear warm-up from 0 over ``warmup_steps``, then ``constant`` 1, ``linear`` decay to
-    0 at ``total_steps``, or ``cosine`` decay to 0 at ``total_steps`` (transformers'
-    ``get_*_schedule_with_warmup`` formulas).
-    """
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(
-            f"unknown lr_schedule {schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
-        )
-    if step < warmup_steps:
-        return step / max(1, warmup_steps)
-    if schedule == "constant":
-        return 1.0
-    if total_steps is None:
-        raise ValueError(f"lr_schedule={schedule!r} needs total_steps")
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    if schedule == "linear":
-        return max(0.0, 1.0 - progress)
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
-def global_scheduler(
-    optimizer: torch.optim.Optimizer,
-    schedule: str = "constant",
-    global_step: int = 0,
-    total_steps: int | None = None,
-    warmup_steps: int = 0,
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` whose step i of this round is step ``global_step + i`` of one
-    schedule over the whole run (see the module docstring)."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda i: lr_factor(global_step + i, schedule, total_steps, warmup_steps),
-    )
-
-
-def build_optimizer(
-    model: torch.nn.Module, args: TrainingArguments, weight_decay: float = 0.0
-) -> torch.optim.Optimizer:
-    """A fresh AdamW (Trainer's choice for ``args.optim``) over the trainable parameters;
-    weight decay only on matrices (not on biases and norm weights)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError(
-            "finetune: the model has no trainable parameters (every requires_grad is False); "
-            "check trimlab.sparse.freeze"
-        )
-    decay = [p for p in params if p.dim() >= 2]
-    rest = [p for p in params if p.dim() < 2]
-    groups = [
-        {"params": g, "weight_decay": wd} for g, wd in ((decay, weight_decay), (rest, 0.0)) if g
-    ]
-    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
-    return optimizer_cls(groups, **optimizer_kwargs)
+__all__ = [
+    "IGNORE_INDEX",
+    "LR_SCHEDULES",
+    "answer_collator",
+    "answer_loss",
+    "build_examples",
+    "build_optimizer",
+    "finetune",
+    "global_scheduler",
+    "pad_id",
+    "schedule_factor",
+    "use_bf16",
+]
 
 
 # --------------------------------------------------------------------------- training
@@ -317,10 +180,7 @@ def finetune(
         raise ValueError(
             f"global_step and warmup_steps must be >= 0, got {global_step}, {warmup_steps}"
         )
-    if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(
-            f"unknown lr_schedule {lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"
-        )
+    check_schedule(lr_schedule)
     if total_steps is None:
         total_steps = global_step + steps
     if global_step + steps > total_steps:
@@ -366,11 +226,12 @@ def finetune(
     )
     optimizer = build_optimizer(model, args, weight_decay)
     scheduler = global_scheduler(optimizer, lr_schedule, global_step, total_steps, warmup_steps)
+    factor = schedule_factor(lr_schedule, total_steps, warmup_steps)
     use_cache = getattr(model.config, "use_cache", None)
     trainer = _AnswerTrainer(
         model=model,
         args=args,
-        data_collator=AnswerCollator(pad_id(tokenizer), pad_to_multiple_of=8 if cuda else None),
+        data_collator=answer_collator(tokenizer, pad_to_multiple_of=8 if cuda else None),
         train_dataset=examples,
         callbacks=list(callbacks or []),
         optimizers=(optimizer, scheduler),
@@ -404,9 +265,8 @@ def finetune(
         "tokens": int(tokens),
         "examples_seen": int(examples_seen),
         "global_step": global_step + int(out.global_step),
-        "lr_first": lr * lr_factor(global_step, lr_schedule, total_steps, warmup_steps),
-        "lr_last": lr
-        * lr_factor(global_step + int(out.global_step) - 1, lr_schedule, total_steps, warmup_steps),
+        "lr_first": lr * factor(global_step),
+        "lr_last": lr * factor(global_step + int(out.global_step) - 1),
         "history": history,
     }
 
@@ -426,8 +286,8 @@ def answer_loss(
     """The training loss without training: mean cross-entropy over all answer (+ EOS)
     tokens of ``items``, under the model's current weights."""
     examples = build_examples(tokenizer, items, use_context, max_length, add_eos)
-    collate = AnswerCollator(pad_id(tokenizer))
-    device = next(model.parameters()).device
+    collate = answer_collator(tokenizer)
+    device = model_device(model)
     total, count = 0.0, 0
     was_training = model.training
     model.eval()

@@ -1,13 +1,18 @@
-"""Plots of a trim run: accuracy and loss against sub-layers removed (TrimLLM Fig. 3 style).
+"""Plots of a trim run (TrimLLM Fig. 3 style) and of the accuracy-memory-speed trade-off
+(TrimLLM Fig. 2).
 
-:func:`plot_history` draws a :class:`trimlab.trim.History` (live or loaded from
+:func:`plot_history` draws a :class:`trimlab.history.History` (live or loaded from
 ``history.json``); :class:`LivePlot` is a ``trim(callback=...)`` that redraws it after
-every round inside Jupyter, and does nothing elsewhere.
+every round inside Jupyter, and does nothing elsewhere. :func:`pareto_plot` draws
+accuracy against memory and against decode speed, with the Pareto frontier of each
+(:func:`pareto_front`), from rows measured by :mod:`trimlab.bench` (``benchmarks/speed.py``,
+``benchmarks/pareto.py``); both are re-exported as ``trimlab.bench.pareto_*``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 
 def history_points(history) -> dict[str, list]:
@@ -83,3 +88,62 @@ class LivePlot:
             self.handle = display(self.fig, display_id=True)
         else:
             self.handle.update(self.fig)
+
+
+# ----------------------------------------------------------------------------- Pareto plot
+
+
+def pareto_front(points: Sequence[tuple[float, float]], lower_x_better: bool) -> list[int]:
+    """Indices of the points not dominated in (x, higher y), sorted by x.
+
+    A point is dominated when another is at least as good in both and better in one;
+    "good" x is small when ``lower_x_better`` (memory) and large otherwise (speed)."""
+    idx = []
+    for i, (x, y) in enumerate(points):
+        dominated = False
+        for j, (x2, y2) in enumerate(points):
+            if j == i:
+                continue
+            bx = x2 <= x if lower_x_better else x2 >= x
+            sx = x2 < x if lower_x_better else x2 > x
+            if bx and y2 >= y and (sx or y2 > y):
+                dominated = True
+                break
+        if not dominated:
+            idx.append(i)
+    return sorted(idx, key=lambda i: points[i][0])
+
+
+def pareto_plot(rows: Sequence[dict], title: str | None = None):
+    """The paper's Figure 2 for our models: accuracy against memory and against speed.
+
+    ``rows`` are dicts with ``name``, ``acc`` (0..1 or percent), ``bytes`` (weights)
+    and ``decode_tokens_per_s``; rows whose ``acc`` is None are skipped. The Pareto
+    frontier of each panel is drawn as a line. Returns the matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r.get("acc") is not None]
+    fig, (ax_mem, ax_speed) = plt.subplots(1, 2, figsize=(11, 4.2))
+    panels = (
+        (ax_mem, "bytes", 1 / 2**20, "weights (MiB)", True),
+        (ax_speed, "decode_tokens_per_s", 1.0, "decode tokens/s (batch 1)", False),
+    )
+    for ax, key, scale, label, lower_better in panels:
+        pts = [(r[key] * scale, r["acc"]) for r in rows]
+        for r, (x, y) in zip(rows, pts):
+            trim = "int8" not in r["name"] and r["name"] != "full"
+            ax.scatter([x], [y], marker="o" if trim else "s", zorder=3)
+            ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        front = pareto_front(pts, lower_x_better=lower_better)
+        if front:
+            ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1)
+        ax.set_xlabel(label)
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+    ax_mem.set_title("accuracy vs memory (left is better)")
+    ax_speed.set_title("accuracy vs speed (right is better)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

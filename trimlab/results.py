@@ -73,13 +73,13 @@ def trim_variants(
     """Ablations in one call: trim a fresh copy of ``model`` once per variant and
     measure each on ``test``.
 
-    ``variants`` maps a row name to keyword arguments of :func:`trimlab.trim.trim`
+    ``variants`` maps a row name to keyword arguments of :func:`trimlab.trim`
     (``{"r=0.5": {"r": 0.5}}``) on top of ``common``; every row starts from the same
     weights. Returns ``{name: row}`` rows for :func:`markdown`, each with the drop
     sequence and wall time.
     """
+    from trimlab.pipeline import trim
     from trimlab.profiles import Profile, get_profile
-    from trimlab.trim import trim
 
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     rows = {}

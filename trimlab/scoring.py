@@ -22,21 +22,26 @@ with ties broken by forward position, so the same inputs always give the same or
   sub-layer level this is LLM-Drop's module cosine), ``angular`` (Gromov et al.'s
   ``arccos(cos) / pi`` between the stream before and after, at the last token), and the
   rule-based baselines of the paper's Table 3: ``random``, ``top``, ``bottom``.
+
+The activation-based methods read the residual stream through :mod:`trimlab.activations`
+(``residual_statistics`` and ``angular_block_distances`` are re-exported here). Every
+pass truncates its inputs to ``max_length`` tokens the way :func:`trimlab.evaluate.evaluate`
+does, so calibration and test evaluation read the same tokens.
 """
 
 from __future__ import annotations
 
 import math
 import random as _random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 
-import torch
 from transformers import PreTrainedModel
 
-from trimlab import surgery
+from trimlab import families, surgery
+from trimlab.activations import angular_block_distances as angular_block_distances
+from trimlab.activations import residual_statistics
 from trimlab.evaluate import choice_logliks, summarize, validate_items
-from trimlab.prompts import build_prompt, continuation
 
 METHODS = (
     "calibration",
@@ -71,8 +76,8 @@ def rank(scores: dict[str, float], order: Sequence[str] | None = None) -> list[s
 
 
 def _position_key(name: str) -> tuple[int, int]:
-    block, kind = surgery.parse_name(name)
-    return block, surgery.KINDS.index(kind)
+    block, kind = families.parse_name(name)
+    return block, families.KINDS.index(kind)
 
 
 # --- calibration (Eq. 3) ---------------------------------------------------------------
@@ -81,11 +86,9 @@ def _position_key(name: str) -> tuple[int, int]:
 def _scan_start(model: PreTrainedModel, name: str) -> int:
     """Lowest block position that must run when ``name`` is trial-dropped: its own block,
     or lower if no attention would run above it (the cache needs one real attention)."""
-    ids = surgery.block_ids(model)
-    position = ids.index(surgery.parse_name(name)[0])
-    fam = surgery.family_of(model)
-    blocks = surgery.layer_list(model)
-    present = [surgery._present(b, fam.attn) for b in blocks]
+    position = families.block_ids(model).index(families.parse_name(name)[0])
+    fam = families.family_of(model)
+    present = [families.present(b, fam.attn) for b in families.layer_list(model)]
     if name.endswith(".attn"):
         present[position] = False
     if any(present[position:]) or not any(present[:position]):
@@ -116,7 +119,7 @@ def scan(
     ``return_logliks=True`` adds the per-item choice log-likelihoods, base and per name.
     """
     items = validate_items(items)
-    names = list(names) if names is not None else surgery.sublayers(model)
+    names = list(names) if names is not None else families.sublayers(model)
     surgery.check_names(model, names)
     kw = dict(batch_size=batch_size, use_context=use_context, max_length=max_length)
     base_ll: list[list[float]] = []
@@ -173,101 +176,7 @@ def loglik_scores(calib: Scores) -> Scores:
     return Scores(scores, "loglik", calib.details, **calib.info)
 
 
-# --- activations: Eq. 4 and the peers' cosines --------------------------------------------
-
-
-def _sequences(tokenizer, items: Sequence[dict], use_context: bool) -> list[str]:
-    """Calibration text: each item's prompt followed by its correct answer."""
-    return [
-        build_prompt(it, use_context) + continuation(it["choices"][int(it["answer"])])
-        for it in items
-    ]
-
-
-def residual_statistics(
-    model: PreTrainedModel,
-    tokenizer,
-    items: Sequence[dict],
-    use_context: bool = True,
-    batch_size: int = 8,
-    max_length: int = 512,
-) -> dict[str, dict[str, float]]:
-    """Per remaining sub-layer, over all non-padding calibration tokens:
-
-    * ``sq_norm``: sum of ``||c_t||^2``, c_t the sub-layer's addition to the stream;
-    * ``tokens``: N, the number of tokens;
-    * ``cos``: sum over tokens of ``cos(x_t, x_t + c_t)`` (x_t the stream entering it);
-    * ``last_cos``: sum over sequences of that cosine at the last token;
-    * ``sequences``: the number of sequences.
-    """
-    items = validate_items(items)
-    fam = surgery.family_of(model)
-    names = surgery.sublayers(model)
-    blocks = dict(zip(surgery.block_ids(model), surgery.layer_list(model), strict=True))
-    stats = {n: dict(sq_norm=0.0, tokens=0, cos=0.0, last_cos=0.0, sequences=0) for n in names}
-    captured: dict[str, torch.Tensor] = {}
-
-    def grab(key: str) -> Callable:
-        def hook(_m, args, kwargs, out):
-            captured[key] = (out[0] if isinstance(out, tuple) else out).detach().float()
-
-        return hook
-
-    def grab_in(key: str) -> Callable:
-        def hook(_m, args, kwargs):
-            captured[key] = (args[0] if args else kwargs["hidden_states"]).detach().float()
-
-        return hook
-
-    handles = []
-    for bid, block in blocks.items():
-        handles.append(block.register_forward_pre_hook(grab_in(f"{bid}.in"), with_kwargs=True))
-        for kind in surgery.KINDS:
-            if f"{bid}.{kind}" in stats:
-                mod = getattr(block, fam.sublayer(kind).contribution)
-                handles.append(mod.register_forward_hook(grab(f"{bid}.{kind}"), with_kwargs=True))
-    texts = _sequences(tokenizer, items, use_context)
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        with torch.no_grad():
-            for start in range(0, len(texts), batch_size):
-                enc = tokenizer(
-                    texts[start : start + batch_size],
-                    return_tensors="pt",
-                    padding=True,
-                    truncation=True,
-                    max_length=max_length,
-                    padding_side="right",
-                )
-                model(**enc.to(device), use_cache=False)
-                mask = enc["attention_mask"].bool()
-                last = mask.sum(1) - 1
-                rows = torch.arange(mask.shape[0])
-                for bid in blocks:
-                    x = captured[f"{bid}.in"]
-                    for kind in surgery.KINDS:
-                        name = f"{bid}.{kind}"
-                        if name not in stats:
-                            continue
-                        c = captured[name]
-                        c = c.reshape(x.shape) if c.numel() == x.numel() else c.expand_as(x)
-                        y = x + c
-                        cos = torch.nn.functional.cosine_similarity(x, y, dim=-1)
-                        s = stats[name]
-                        s["sq_norm"] += float((c.pow(2).sum(-1) * mask).sum())
-                        s["tokens"] += int(mask.sum())
-                        s["cos"] += float((cos * mask).sum())
-                        s["last_cos"] += float(cos[rows, last].sum())
-                        s["sequences"] += int(mask.shape[0])
-                        x = y
-                captured.clear()
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return stats
+# --- activations: Eq. 4 and the peers' cosines (measured in trimlab.activations) ----------
 
 
 def activation_scores(model: PreTrainedModel, tokenizer, items: Sequence[dict], **kw) -> Scores:
@@ -299,35 +208,12 @@ def angular_scores(model: PreTrainedModel, tokenizer, items: Sequence[dict], **k
     return Scores(scores, "angular", {n: {"angular": v} for n, v in scores.items()})
 
 
-def angular_block_distances(
-    model: PreTrainedModel, tokenizer, items: Sequence[dict], n: int = 1, use_context: bool = True
-) -> dict[int, float]:
-    """Gromov et al.: mean ``arccos(cos(h_l, h_{l+n})) / pi`` at the last token, for every
-    start block l (original ids) of a window of n blocks; the smallest is pruned first."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    items = validate_items(items)
-    texts = _sequences(tokenizer, items, use_context)
-    enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="right")
-    with torch.no_grad():
-        out = model(**enc, output_hidden_states=True, use_cache=False)
-    last = enc["attention_mask"].sum(1) - 1
-    rows = torch.arange(len(texts))
-    hs = [h[rows, last].float() for h in out.hidden_states]  # embeddings, then each block
-    ids = surgery.block_ids(model)
-    result = {}
-    for i in range(len(ids) - n + 1):
-        cos = torch.nn.functional.cosine_similarity(hs[i], hs[i + n], dim=-1).clamp(-1, 1)
-        result[ids[i]] = float((torch.arccos(cos) / math.pi).mean())
-    return result
-
-
 # --- rule-based baselines (the paper's Table 3) ------------------------------------------
 
 
 def rule_scores(model: PreTrainedModel, method: str, seed: int = 0) -> Scores:
     """``random`` (seeded), ``top`` (last sub-layers least important) or ``bottom``."""
-    names = surgery.sublayers(model)
+    names = families.sublayers(model)
     if method == "random":
         rng = _random.Random(seed)
         values = list(range(len(names)))
@@ -361,8 +247,15 @@ def score(
     use_context: bool = True,
     batch_size: int | None = None,
     progress: bool = False,
+    max_length: int | None = None,
 ) -> Scores:
     """Importance of every remaining sub-layer by ``method`` (one of :data:`METHODS`).
+
+    ``batch_size`` and ``max_length`` (the token budget per input, truncated from the
+    left as :func:`trimlab.evaluate.evaluate` does) apply to every pass: the drop-one
+    scan and the activation pass. ``None`` takes the profile's batch size and the model's
+    context length, evaluate's defaults; pass the profile's ``max_length`` so that
+    calibration reads what test evaluation and fine-tuning read.
 
     For ``both`` the returned importances are ranks (0 = least important), so
     :func:`rank` gives the 'both' order; ``details`` keeps a_i, ll and norms.
@@ -371,7 +264,7 @@ def score(
         raise ValueError(f"unknown score method {method!r}; choose one of {', '.join(METHODS)}")
     if method in ("random", "top", "bottom"):
         return rule_scores(model, method, seed)
-    act_kw = dict(use_context=use_context)
+    act_kw = dict(use_context=use_context, batch_size=batch_size, max_length=max_length)
     if method == "activation":
         return activation_scores(model, tokenizer, items, **act_kw)
     if method == "block_influence":
@@ -386,6 +279,7 @@ def score(
         use_context=use_context,
         batch_size=batch_size,
         progress=progress,
+        max_length=max_length,
     )
     if method == "calibration":
         return calib

@@ -130,10 +130,6 @@ def _unit_key(unit: str) -> tuple[int, int]:
     return block, surgery.KINDS.index(kind)
 
 
-def _base_layers(model: PreTrainedModel) -> int:
-    return int(getattr(model.config, "trimlab_base_layers", len(surgery.layer_list(model))))
-
-
 def trainable_units(
     model: PreTrainedModel, trainable: Iterable[str], granularity: str = "sublayer"
 ) -> list[str]:
@@ -147,7 +143,7 @@ def trainable_units(
     if isinstance(trainable, str):
         trainable = [trainable]
     present = set(units(model, granularity))
-    base = _base_layers(model)
+    base = surgery.base_layers(model)
     kept = []
     for unit in trainable:
         if granularity == "block":

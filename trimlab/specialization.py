@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import rankdata, spearmanr
 
 from trimlab import surgery
 from trimlab.evaluate import summarize
@@ -87,24 +88,19 @@ class Specialization:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n, ties sharing their average rank."""
-    x = np.asarray(x, dtype=float)
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(1, len(x) + 1)
-    for v in np.unique(x):
-        tied = x == v
-        ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman's rank correlation (Pearson correlation of the ranks)."""
-    ra, rb = rankdata(np.asarray(a)), rankdata(np.asarray(b))
-    if ra.std() == 0 or rb.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
+    """Spearman's rank correlation (:func:`scipy.stats.spearmanr`: the Pearson correlation
+    of the ranks, ties sharing their average rank); NaN when either side is constant.
+
+    (Notebook 01 asks students to write it; ``trimlab.exercises`` grades theirs against
+    this one.)
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) != len(b):
+        raise ValueError(f"spearman: {len(a)} values against {len(b)}")
+    if len(a) < 2 or np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")  # scipy would also warn (ConstantInputWarning)
+    return float(spearmanr(a, b).statistic)
 
 
 def sensitivities(
@@ -113,10 +109,18 @@ def sensitivities(
     items: Sequence[dict],
     use_context: bool = False,
     batch_size: int | None = None,
+    max_length: int | None = None,
 ) -> dict:
-    """Drop-one sensitivities on one item set, with two disjoint halves (even/odd)."""
+    """Drop-one sensitivities on one item set, with two disjoint halves (even/odd);
+    ``max_length`` is the token budget per input (default: the model's context length)."""
     base, metrics, base_ll, cand_ll = scan(
-        model, tokenizer, items, batch_size=batch_size, use_context=use_context, return_logliks=True
+        model,
+        tokenizer,
+        items,
+        batch_size=batch_size,
+        use_context=use_context,
+        max_length=max_length,
+        return_logliks=True,
     )
     names = list(metrics)
     halves = []
@@ -141,6 +145,7 @@ def experiment(
     seed: int = 0,
     use_context: bool = False,
     batch_size: int | None = None,
+    max_length: int | None = None,
     log=print,
     save_to: str | os.PathLike | None = None,
 ) -> Specialization:
@@ -151,7 +156,7 @@ def experiment(
     """
     from trimlab.data import load_domain
 
-    settings = dict(n=n, split=split, seed=seed, use_context=use_context)
+    settings = dict(n=n, split=split, seed=seed, use_context=use_context, max_length=max_length)
     result = Specialization(
         names=surgery.sublayers(model), datasets=[], base={}, acc={}, ll={}, settings=settings
     )
@@ -167,7 +172,14 @@ def experiment(
             continue
         t = time.perf_counter()
         items = load_domain(name, split, n=n, seed=seed)
-        s = sensitivities(model, tokenizer, items, use_context=use_context, batch_size=batch_size)
+        s = sensitivities(
+            model,
+            tokenizer,
+            items,
+            use_context=use_context,
+            batch_size=batch_size,
+            max_length=max_length,
+        )
         result.base[name], result.acc[name], result.ll[name] = s["base"], s["acc"], s["ll"]
         result.halves[name] = s["halves"]
         result.settings.setdefault("seconds", {})[name] = round(time.perf_counter() - t, 1)
@@ -251,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         split=args.split,
         use_context=args.context,
         batch_size=args.batch_size or prof.batch_size,
+        max_length=prof.max_length,
         save_to=args.out,
     )
     result.settings.update(

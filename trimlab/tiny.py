@@ -72,6 +72,8 @@ TINY_CONFIGS: dict[str, Callable[[], transformers.PretrainedConfig]] = {
     "mistral": _llama_like("MistralConfig", sliding_window=None, head_dim=HEAD_DIM),
     "qwen2": _llama_like("Qwen2Config", use_sliding_window=False),
     "qwen3": _llama_like("Qwen3Config", head_dim=HEAD_DIM),
+    # Gemma 1: pre-norm like Llama, no post-norms (GemmaConfig defaults head_dim to 256).
+    "gemma": _llama_like("GemmaConfig", head_dim=HEAD_DIM),
     "gemma2": _llama_like(
         "Gemma2Config", head_dim=HEAD_DIM, sliding_window=8, query_pre_attn_scalar=HEAD_DIM
     ),

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import torch
 
-from trimlab import data, surgery
+from trimlab import data, surgery, trim
 from trimlab.tiny import tiny_model
-from trimlab.trim import trim
 
 
 def main(out: str) -> None:

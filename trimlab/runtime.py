@@ -1,0 +1,110 @@
+"""Small runtime facts shared by the modules that run a model: where it lives (and where
+and in which dtype to load one), which id pads a batch, and which process this is under ``torchrun`` / ``accelerate launch``.
+
+The process role comes from ``accelerate.PartialState`` (the state Trainer itself uses),
+created only when asked for: in a single process it is the main one and the barrier
+returns at once.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter (the CPU for a model without any)."""
+    for param in model.parameters():
+        return param.device
+    return torch.device("cpu")
+
+
+def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The padding token id: the tokenizer's pad, else its EOS, else 0.
+
+    Padding is always masked (``attention_mask`` 0, label -100), so the id only has to be
+    a valid one; :func:`trimlab.models.load_model` already sets pad to EOS where missing.
+    """
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if tid is not None:
+            return int(tid)
+    return 0
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a distributed run (``PartialState().is_main_process``); True alone."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def wait_for_everyone() -> None:
+    """A barrier across the processes of a distributed run (``PartialState``'s)."""
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+
+
+# ----------------------------------------------------------------------------- devices
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+
+def default_device() -> torch.device:
+    """The best available device: ``cuda`` if available, else ``mps``, else ``cpu``."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a :class:`torch.device`; ``None`` or ``"auto"`` mean :func:`default_device`.
+
+    Raises:
+        ValueError: for ``cuda``/``mps`` when that backend is not available.
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        return default_device()
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(dev)!r} requested but CUDA is not available")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {str(dev)!r} requested but MPS is not available")
+    return dev
+
+
+def resolve_dtype(
+    dtype: torch.dtype | str | None = None, device: str | torch.device | None = None
+) -> torch.dtype:
+    """``dtype`` as a :class:`torch.dtype`.
+
+    ``None`` (or ``"auto"``) picks the default for ``device``: bfloat16 on a CUDA GPU that
+    supports it, float32 everywhere else (CPU, MPS, older GPUs), since fp16 training of
+    these models is unstable and bf16 is slow on most CPUs. Strings such as
+    ``"float32"``/``"fp32"``, ``"bfloat16"``/``"bf16"``, ``"float16"``/``"fp16"`` are accepted.
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype.strip().lower() == "auto":
+        dev = resolve_device(device)
+        if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    key = dtype.strip().lower().removeprefix("torch.")
+    if key not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(_DTYPES)}")
+    return _DTYPES[key]
