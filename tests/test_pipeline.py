@@ -14,6 +14,7 @@ import torch
 from trimlab import TrimConfig, checkpoint, config, scoring, surgery, trim
 from trimlab.heal import AnswerCE, NoHeal, get_heal
 from trimlab.history import History
+from trimlab.runtime import fast_bf16
 from trimlab.target import parse_target, planned_rounds
 from trimlab.tiny import tiny_model
 
@@ -210,3 +211,53 @@ def test_committed_histories_load():
 
 def test_answer_ce_is_the_default_heal():
     assert isinstance(get_heal(cfg().heal), AnswerCE)
+
+
+# ----------------------------------------------------------------------------- compute dtype
+
+
+def test_auto_dtype_follows_the_cpus_bf16_units(monkeypatch):
+    from trimlab import runtime
+
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx2", "amx_bf16"})
+    assert runtime.compute_dtype("auto") == "bf16"
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert runtime.compute_dtype("auto") == "bf16"
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: {"avx2", "fma"})
+    assert runtime.compute_dtype("auto") == "fp32"
+    assert runtime.compute_dtype("bf16") == "bf16" and runtime.compute_dtype("fp32") == "fp32"
+    with pytest.raises(ValueError, match="unknown compute dtype"):
+        runtime.compute_dtype("fp8")
+    assert TrimConfig.from_profile("ci").dtype == "fp32"  # exact outputs for nbval
+    assert TrimConfig.from_profile("cpu").dtype == "auto"
+    with pytest.raises(ValueError, match="unknown dtype"):
+        TrimConfig.from_profile("ci", dtype="fp8")
+
+
+def test_autocast_is_bf16_only_when_asked():
+    from trimlab.runtime import autocast
+
+    a = torch.randn(4, 8)
+    with autocast("fp32"):
+        assert (a @ a.T).dtype == torch.float32
+    with autocast("bf16"):
+        assert (a @ a.T).dtype == torch.bfloat16
+
+
+def test_the_run_records_its_compute_dtype(toy_domain):
+    model, tok = tiny_model("llama")
+    res = trim(model, tok, toy_domain, 1, cfg(), log=None)
+    assert res.history.initial["compute_dtype"] == "fp32"
+    assert res.history.settings["dtype"] == "fp32"
+
+
+@pytest.mark.skipif(
+    not fast_bf16(),
+    reason="this CPU has no AMX-BF16/AVX512-BF16 units: bf16 would be far slower than fp32",
+)
+def test_a_bf16_run_trains_in_mixed_precision_over_fp32_weights(toy_domain):
+    model, tok = tiny_model("llama")
+    res = trim(model, tok, toy_domain, 2, cfg(dtype="bf16"), log=None)
+    assert res.history.initial["compute_dtype"] == "bf16"
+    assert all(r.train_loss is not None for r in res.history.rounds)
+    assert next(res.model.parameters()).dtype == torch.float32  # fp32 master weights

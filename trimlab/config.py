@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass, fields
 
 from trimlab.profiles import Profile, get_profile
+from trimlab.runtime import COMPUTE_DTYPES
 
 SCORE_METHODS = (
     "both",
@@ -72,6 +73,10 @@ class TrimConfig:
     heal: str = "ce"
     """The heal step between drops: ``ce`` (answer cross-entropy, the paper's) or
     ``none`` (score and drop only)."""
+    dtype: str = "fp32"
+    """Compute dtype of training, evaluation and scoring: ``fp32``, ``bf16`` (bf16
+    autocast over fp32 master weights) or ``auto`` (bf16 where the hardware has fast
+    bf16: :func:`trimlab.runtime.fast_bf16`). Exact-agreement runs pin ``fp32``."""
     accuracy_floor: float | None = None
     """Never drop below this calibration accuracy: a drop that would go under it is
     refused and the run stops there."""
@@ -93,6 +98,7 @@ class TrimConfig:
             batch_size=prof.batch_size,
             use_context=prof.use_context,
             max_length=prof.max_length,
+            dtype=prof.dtype,
         )
         return base.replace(**overrides)
 
@@ -134,6 +140,7 @@ class TrimConfig:
             ("select_score", SCORE_METHODS),
             ("heal", HEALS),
             ("lr_schedule", LR_SCHEDULES),
+            ("dtype", COMPUTE_DTYPES),
             ("granularity", ("sublayer", "block")),
         ):
             if getattr(self, name) not in allowed:
@@ -163,6 +170,7 @@ CONFIG_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "max_length": (("--max-length",), dict(type=int, help="token budget per sequence")),
     "lr": (("--lr",), dict(type=float, help="peak learning rate (default 1e-4)")),
     "heal": (("--heal",), dict(choices=HEALS, help="heal step between drops (default ce)")),
+    "dtype": (("--dtype",), dict(choices=COMPUTE_DTYPES, help="compute dtype (profile's)")),
     "seed": (("--seed",), dict(type=int, help="seed (default 0)")),
 }
 

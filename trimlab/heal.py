@@ -7,7 +7,8 @@ else about it, so another way of healing (distillation, say) plugs in without to
 the loop.
 
 * :class:`AnswerCE` is the paper's: fine-tuning on the answer's cross-entropy (the
-  tokens of the correct choice, prompt masked), through transformers' ``Trainer``.
+  tokens of the correct choice, prompt masked), through transformers' ``Trainer``, in
+  the run's compute dtype (bf16: Trainer's mixed precision over fp32 master weights).
 * :class:`NoHeal` trains nothing: a run that only scores and drops.
 """
 
@@ -21,6 +22,7 @@ from transformers import PreTrainedModel
 
 from trimlab.config import TrimConfig
 from trimlab.finetune import finetune
+from trimlab.runtime import compute_dtype, model_device
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class AnswerCE:
             global_step=where.global_step,
             total_steps=where.total_steps,
             progress=progress,
+            bf16=compute_dtype(config.dtype, model_device(model)) == "bf16",
         )
         return {"train_loss": fit["train_loss"], "steps": fit["steps"], "lr": fit.get("lr_last")}
 

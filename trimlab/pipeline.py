@@ -39,7 +39,7 @@ from trimlab.evaluate import evaluate
 from trimlab.heal import Heal, HealRound, get_heal
 from trimlab.history import HISTORY_FILE, History, Round, round_record
 from trimlab.profiles import Profile
-from trimlab.runtime import model_device
+from trimlab.runtime import autocast, compute_dtype, model_device
 from trimlab.target import Target, check_target, parse_target, planned_rounds
 
 METRICS = ("acc", "acc_norm", "ll", "n")
@@ -90,7 +90,13 @@ def trim(
     if history is None:
         check_target(model, tgt)
         surgery.record_base(model)
-        history = History(settings=settings, initial={"sizes": accounting.sizes(model)})
+        history = History(
+            settings=settings,
+            initial={
+                "sizes": accounting.sizes(model),
+                "compute_dtype": compute_dtype(cfg.dtype, model_device(model)),
+            },
+        )
     if history.stopped:
         return TrimResult(model, tokenizer, history)
 
@@ -165,27 +171,29 @@ def trim(
 
 
 def _score(model, tokenizer, items, cfg: TrimConfig, method: str) -> scoring.Scores:
-    return scoring.score(
-        model,
-        tokenizer,
-        items,
-        method=method,
-        seed=cfg.seed,
-        use_context=cfg.use_context,
-        batch_size=cfg.batch_size,
-        max_length=cfg.max_length,
-    )
+    with autocast(cfg.dtype, model_device(model)):
+        return scoring.score(
+            model,
+            tokenizer,
+            items,
+            method=method,
+            seed=cfg.seed,
+            use_context=cfg.use_context,
+            batch_size=cfg.batch_size,
+            max_length=cfg.max_length,
+        )
 
 
 def _evaluate(model, tokenizer, items, cfg: TrimConfig) -> dict:
-    return evaluate(
-        model,
-        tokenizer,
-        items,
-        batch_size=cfg.batch_size,
-        use_context=cfg.use_context,
-        max_length=cfg.max_length,
-    )
+    with autocast(cfg.dtype, model_device(model)):
+        return evaluate(
+            model,
+            tokenizer,
+            items,
+            batch_size=cfg.batch_size,
+            use_context=cfg.use_context,
+            max_length=cfg.max_length,
+        )
 
 
 def _heal(model, tokenizer, items, cfg, healer: Heal, history: History, k: int):

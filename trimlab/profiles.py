@@ -44,6 +44,9 @@ class Profile:
     """Token budget per sequence; longer prompts are truncated from the left."""
     drop_rate: int = 1
     """Sub-layers removed per round (k in the paper; 2 is 'adaptive dropping')."""
+    dtype: str = "fp32"
+    """Compute dtype: ``fp32``, ``bf16`` or ``auto`` (bf16 where the hardware has fast
+    bf16). ``ci`` pins fp32, so that its stored notebook outputs compare exactly."""
 
     def replace(self, **changes: object) -> Profile:
         """A copy with some fields changed (profiles themselves are immutable)."""
@@ -74,6 +77,7 @@ PROFILES: dict[str, Profile] = {
         use_context=False,
         max_length=256,
         drop_rate=2,
+        dtype="auto",
     ),
     "gpu": Profile(
         name="gpu",
@@ -84,6 +88,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=32,
         use_context=True,
         max_length=512,
+        dtype="auto",
     ),
 }
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from trimlab import accounting, surgery
 from trimlab.evaluate import evaluate
+from trimlab.runtime import autocast, model_device
 
 LABELS = {
     "zero_shot": "zero-shot",
@@ -29,24 +30,26 @@ LABELS = {
 }
 
 
-def eval_metrics(model, tokenizer, items, profile, use_context: bool | None = None) -> dict:
-    """:func:`trimlab.evaluate` with the profile's batch size, token budget and (unless
-    given) context use: the one way every results table scores a model."""
-    ctx = profile.use_context if use_context is None else use_context
-    return evaluate(
-        model,
-        tokenizer,
-        items,
-        batch_size=profile.batch_size,
-        use_context=ctx,
-        max_length=profile.max_length,
-    )
+def eval_metrics(model, tokenizer, items, config, use_context: bool | None = None) -> dict:
+    """:func:`trimlab.evaluate` with the run configuration's batch size, token budget,
+    compute dtype and (unless given) context use: the one way every results table scores
+    a model. ``config`` is a :class:`trimlab.TrimConfig` (or a profile)."""
+    ctx = config.use_context if use_context is None else use_context
+    with autocast(getattr(config, "dtype", "fp32"), model_device(model)):
+        return evaluate(
+            model,
+            tokenizer,
+            items,
+            batch_size=config.batch_size,
+            use_context=ctx,
+            max_length=config.max_length,
+        )
 
 
-def measure(model, tokenizer, items, profile, use_context: bool, decode: bool = False) -> dict:
+def measure(model, tokenizer, items, config, use_context: bool, decode: bool = False) -> dict:
     """One row of a results table: test metrics, sizes, compression and sub-layers
     removed; with ``decode``, also the greedy decode speed (``trimlab.bench``)."""
-    r = eval_metrics(model, tokenizer, items, profile, use_context)
+    r = eval_metrics(model, tokenizer, items, config, use_context)
     row = {
         **r,
         **accounting.sizes(model),

@@ -108,3 +108,47 @@ def resolve_dtype(
     if key not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(_DTYPES)}")
     return _DTYPES[key]
+
+
+# ----------------------------------------------------------------------------- compute dtype
+
+COMPUTE_DTYPES = ("auto", "bf16", "fp32")
+FAST_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux ``/proc/cpuinfo``; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def fast_bf16(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` runs bf16 matmuls fast: a CUDA device with bf16, or a CPU with
+    AMX-BF16 or AVX512-BF16 units (most other laptops are slower in bf16 than fp32)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(cpu_flags() & set(FAST_BF16_CPU_FLAGS))
+
+
+def compute_dtype(name: str, device: str | torch.device = "cpu") -> str:
+    """``"bf16"`` or ``"fp32"``: ``auto`` picks bf16 where :func:`fast_bf16` says so."""
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"unknown compute dtype {name!r}; choose one of {COMPUTE_DTYPES}")
+    if name == "auto":
+        return "bf16" if fast_bf16(device) else "fp32"
+    return name
+
+
+def autocast(name: str, device: str | torch.device = "cpu"):
+    """A ``torch.autocast`` context for compute dtype ``name`` (bf16 over fp32 weights),
+    or a no-op for fp32: for evaluation, the calibration scan and activation passes."""
+    dev = torch.device(device).type
+    if compute_dtype(name, device) == "bf16":
+        return torch.autocast(dev, dtype=torch.bfloat16)
+    return torch.autocast(dev, enabled=False)

@@ -1,0 +1,196 @@
+"""Training speed on this machine: full and sparse fine-tuning, fp32 and bf16, against the
+matmul peak (model FLOPs utilisation).
+
+Every configuration runs side by side in one process: SmolLM2-135M (the profile's
+model), batches of 8 SciQ ``train`` items **with** their support paragraphs at
+``max_length`` 512, full fine-tuning and sparse fine-tuning (r = 0.25, TrimLLM's
+trainable set, Sec. 3.4), each in fp32 and in bf16 mixed precision (Trainer's
+``bf16=True``: bf16 autocast over fp32 master weights), at each thread count.
+
+Tokens/s counts every non-padding token a step reads (prompt and answer). Model FLOPs
+per token: ``6 N`` for full fine-tuning (forward 2N, backward 4N, N = the weights of
+every matrix multiply: decoder linears and the LM head) and ``4 N + 2 N_trainable`` for
+sparse fine-tuning (frozen weights need no weight gradient). MFU is achieved model
+FLOP/s over the measured peak of a 512x576 @ 576x1536 matmul in the same dtype and
+thread count.
+
+    TRIMLAB_PROFILE=cpu python benchmarks/train_speed.py --threads 1 2 --steps 4
+
+The last line is the bf16/fp32 tokens/s ratio of sparse fine-tuning at 1 thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+import torch
+
+from trimlab import scoring, sparse
+from trimlab.checkpoint import write_json
+from trimlab.config import add_config_args, config_from_args
+from trimlab.data import load_domain
+from trimlab.finetune import finetune
+from trimlab.models import load_model
+from trimlab.runtime import FAST_BF16_CPU_FLAGS, fast_bf16
+from trimlab.train_data import build_examples
+
+
+def matmul_peak(dtype: torch.dtype, repeats: int = 20) -> float:
+    """Best GFLOP/s of a 512x576 @ 576x1536 matmul (SmolLM2's MLP shape)."""
+    a = torch.randn(512, 576).to(dtype)
+    b = torch.randn(576, 1536).to(dtype)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * 512 * 576 * 1536 / best / 1e9
+
+
+def matmul_params(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Weights of the matrix multiplies: every 2-D parameter but the input embedding
+    (a lookup), the LM head counted once even when tied."""
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    seen, total = set(), 0
+    for p in model.parameters():
+        if p.dim() != 2 or id(p) in seen or (p is emb and p is not head):
+            continue
+        seen.add(id(p))
+        if not trainable_only or p.requires_grad:
+            total += p.numel()
+    return total
+
+
+def run(model, tok, items, cfg, steps: int, bf16: bool) -> dict:
+    """One timed ``finetune`` call after an untimed warm-up step."""
+    finetune(
+        model,
+        tok,
+        items[:8],
+        steps=1,
+        batch_size=8,
+        lr=cfg.lr,
+        use_context=True,
+        max_length=512,
+        bf16=bf16,
+        seed=cfg.seed,
+    )
+    timed = items[8 : 8 + 8 * steps]  # one epoch of exactly `steps` batches
+    tokens = sum(len(e["input_ids"]) for e in build_examples(tok, timed, True, 512))
+    fit = finetune(
+        model,
+        tok,
+        timed,
+        steps=steps,
+        batch_size=8,
+        lr=cfg.lr,
+        use_context=True,
+        max_length=512,
+        bf16=bf16,
+        seed=cfg.seed,
+    )
+    return {"tokens": tokens, "seconds": fit["seconds"], "tokens_per_s": tokens / fit["seconds"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--steps", type=int, default=4, help="timed optimizer steps per row")
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=("fp32", "bf16"),
+        help="default: fp32 and bf16 where the hardware has fast bf16, else fp32 only",
+    )
+    p.add_argument("--peak-only", action="store_true", help="only the matmul peaks")
+    p.add_argument("--json", help="write the rows here")
+    add_config_args(p, ("profile", "model", "r", "seed"))
+    args = p.parse_args(argv)
+    cfg = config_from_args(args)
+    if args.peak_only:
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            fp32, bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+            print(f"threads {threads}: fp32 {fp32:.1f} GFLOP/s, bf16 {bf16:.1f} GFLOP/s")
+        return
+    dtypes = args.dtypes or (["fp32", "bf16"] if fast_bf16() else ["fp32"])
+    if "bf16" not in dtypes:
+        print(f"no fast bf16 on this CPU ({', '.join(FAST_BF16_CPU_FLAGS)} missing): fp32 only")
+    base, tok = load_model(cfg.model, dtype=torch.float32)
+    base.train()
+    items = load_domain("sciq", "train", n=8 + 8 * args.steps, seed=cfg.seed)
+    calib = load_domain("sciq", "calib", n=cfg.calib_items, seed=cfg.seed + 1000)
+    initial = scoring.score(
+        base,
+        tok,
+        calib,
+        method=cfg.select_score,
+        use_context=True,
+        batch_size=cfg.batch_size,
+        max_length=512,
+        seed=cfg.seed,
+    )
+    trainable = sparse.select_trainable(initial, cfg.r)
+    n_all = matmul_params(base)
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+        print(
+            f"threads {threads}: matmul peak fp32 {peak['fp32']:.0f} GFLOP/s, "
+            f"bf16 {peak['bf16']:.0f} GFLOP/s",
+            flush=True,
+        )
+        for mode in ("full", "sparse"):
+            for dt in dtypes:
+                model = copy.deepcopy(base)
+                if mode == "sparse":
+                    sparse.freeze(model, trainable, train_embeddings=False)
+                n_train = matmul_params(model, trainable_only=True)
+                flops_tok = 6 * n_all if mode == "full" else 4 * n_all + 2 * n_train
+                r = run(model, tok, items, cfg, args.steps, bf16=dt == "bf16")
+                mfu = r["tokens_per_s"] * flops_tok / (peak[dt] * 1e9)
+                row = {
+                    "threads": threads,
+                    "mode": mode,
+                    "dtype": dt,
+                    **r,
+                    "gflop_per_token": flops_tok / 1e9,
+                    "peak_gflops": peak[dt],
+                    "mfu": mfu,
+                }
+                rows.append(row)
+                print(
+                    f"  {mode:6s} {dt}: {r['tokens_per_s']:6.1f} tok/s, MFU {mfu:.1%} "
+                    f"({r['tokens']} tokens in {r['seconds']:.1f} s)",
+                    flush=True,
+                )
+                del model
+    if args.json:
+        write_json(args.json, {"settings": {**cfg.to_dict(), "steps": args.steps}, "rows": rows})
+    print(json.dumps({"rows": len(rows)}))
+
+    def tps(mode, dt, th):
+        return next(
+            r["tokens_per_s"]
+            for r in rows
+            if (r["mode"], r["dtype"], r["threads"]) == (mode, dt, th)
+        )
+
+    th = 1 if 1 in args.threads else args.threads[0]
+    if "bf16" not in dtypes:
+        return
+    print(
+        f"sparse fine-tuning bf16/fp32 at {th} thread(s): "
+        f"{tps('sparse', 'bf16', th) / tps('sparse', 'fp32', th):.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
