@@ -69,32 +69,11 @@ def matmul_params(model: torch.nn.Module, trainable_only: bool = False) -> int:
 
 def run(model, tok, items, cfg, steps: int, bf16: bool) -> dict:
     """One timed ``finetune`` call after an untimed warm-up step."""
-    finetune(
-        model,
-        tok,
-        items[:8],
-        steps=1,
-        batch_size=8,
-        lr=cfg.lr,
-        use_context=True,
-        max_length=512,
-        bf16=bf16,
-        seed=cfg.seed,
-    )
+    kw = dict(batch_size=8, lr=cfg.lr, use_context=True, max_length=512, bf16=bf16, seed=cfg.seed)
+    finetune(model, tok, items[:8], steps=1, **kw)  # warm-up
     timed = items[8 : 8 + 8 * steps]  # one epoch of exactly `steps` batches
     tokens = sum(len(e["input_ids"]) for e in build_examples(tok, timed, True, 512))
-    fit = finetune(
-        model,
-        tok,
-        timed,
-        steps=steps,
-        batch_size=8,
-        lr=cfg.lr,
-        use_context=True,
-        max_length=512,
-        bf16=bf16,
-        seed=cfg.seed,
-    )
+    fit = finetune(model, tok, timed, steps=steps, **kw)
     return {"tokens": tokens, "seconds": fit["seconds"], "tokens_per_s": tokens / fit["seconds"]}
 
 
