@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from trimlab.exercises import (
+from trimlab.exercises import (  # the chapters, one module per notebook
     nb00_setup,
     nb01_hypothesis,
     nb02_scoring,
@@ -51,21 +51,20 @@ from trimlab.exercises.nb06_ablations import check_rule_order
 from trimlab.exercises.nb07_speed import check_decode_speedup
 from trimlab.exercises.nb08_training_cost import check_eq5, check_eq6
 
-EXERCISES: dict[str, Exercise] = {
-    e.name: e
-    for chapter in (
-        nb00_setup,
-        nb01_hypothesis,
-        nb02_scoring,
-        nb03_surgery,
-        nb04_sparse_finetuning,
-        nb05_progressive_dropping,
-        nb06_ablations,
-        nb07_speed,
-        nb08_training_cost,
-    )
-    for e in chapter.CHAPTER_EXERCISES
-}
+CHAPTERS = (
+    nb00_setup,
+    nb01_hypothesis,
+    nb02_scoring,
+    nb03_surgery,
+    nb04_sparse_finetuning,
+    nb05_progressive_dropping,
+    nb06_ablations,
+    nb07_speed,
+    nb08_training_cost,
+)
+"""The chapter modules, in notebook order."""
+
+EXERCISES: dict[str, Exercise] = {e.name: e for ch in CHAPTERS for e in ch.CHAPTER_EXERCISES}
 
 
 def grade(exercise: str, fn: Callable) -> Feedback:
