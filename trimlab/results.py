@@ -14,8 +14,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from trimlab import accounting, surgery
-from trimlab.evaluate import evaluate
+from trimlab import accounting, stats, surgery
+from trimlab.evaluate import choice_logliks, predictions, summarize, validate_items
 from trimlab.runtime import autocast, model_device
 
 LABELS = {
@@ -31,12 +31,17 @@ LABELS = {
 
 
 def eval_metrics(model, tokenizer, items, config, use_context: bool | None = None) -> dict:
-    """:func:`trimlab.evaluate` with the run configuration's batch size, token budget,
-    compute dtype and (unless given) context use: the one way every results table scores
-    a model. ``config`` is a :class:`trimlab.TrimConfig` (or a profile)."""
+    """:func:`trimlab.evaluate`'s metrics with the run configuration's batch size, token
+    budget, compute dtype and (unless given) context use: the one way every results
+    table scores a model. ``config`` is a :class:`trimlab.TrimConfig` (or a profile).
+
+    Also returns ``correct`` (0/1 per item, in item order, for paired comparisons) and
+    ``chance`` (the accuracy of uniform guessing on these items).
+    """
+    items = validate_items(items)
     ctx = config.use_context if use_context is None else use_context
     with autocast(getattr(config, "dtype", "fp32"), model_device(model)):
-        return evaluate(
+        logliks = choice_logliks(
             model,
             tokenizer,
             items,
@@ -44,6 +49,9 @@ def eval_metrics(model, tokenizer, items, config, use_context: bool | None = Non
             use_context=ctx,
             max_length=config.max_length,
         )
+    preds = predictions(logliks)
+    correct = [int(p == int(it["answer"])) for p, it in zip(preds, items, strict=True)]
+    return {**summarize(items, logliks), "correct": correct, "chance": stats.chance_level(items)}
 
 
 def measure(model, tokenizer, items, config, use_context: bool, decode: bool = False) -> dict:
@@ -176,4 +184,35 @@ def sizes_table(rows: dict[str, dict], keys: list[str] | None = None) -> str:
         label = "TrimLLM, score = both" if k == "trimllm" else LABELS.get(k, k)
         label = label.replace("score_", "TrimLLM, score = ")
         lines.append(f"| {label} |{cells} {r['acc']:.3f} | {r['decoder_kept']:.1%} |")
+    return "\n".join(lines)
+
+
+def interval_table(rows: dict[str, dict], reference: str = "full_ft") -> str:
+    """The results table with uncertainty: each accuracy with its 95% Wilson interval,
+    retention of the reference row's accuracy plainly and over chance, and the paired
+    difference to the reference on the same items with its bootstrap interval
+    (:mod:`trimlab.stats`). Rows measured before per-item results were kept show "-"
+    for the paired difference."""
+    ref = rows.get(reference, {})
+    lines = [
+        f"| row | test acc [95% CI] | of {reference} | over chance | vs {reference} [95% CI] "
+        "| decoder kept | wall time |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in table_rows(rows):
+        n = int(r.get("n", 0))
+        acc = stats.fmt_acc(r["acc"], n) if n else f"{r['acc']:.3f}"
+        plain = over = diff = "-"
+        if ref.get("acc"):
+            plain = f"{stats.retention(r['acc'], ref['acc']):.0%}"
+            chance = r.get("chance")
+            if chance is not None and ref["acc"] > chance:
+                over = f"{stats.retention(r['acc'], ref['acc'], chance):.0%}"
+        if r.get("correct") and ref.get("correct") and len(r["correct"]) == len(ref["correct"]):
+            d = stats.paired_difference(r["correct"], ref["correct"])
+            diff = f"{d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+        secs = "-" if not r.get("seconds") else f"{r['seconds'] / 60:.1f} min"
+        lines.append(
+            f"| {r['row']} | {acc} | {plain} | {over} | {diff} | {r['decoder_kept']:.1%} | {secs} |"
+        )
     return "\n".join(lines)
