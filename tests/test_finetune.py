@@ -263,3 +263,26 @@ def test_other_families_train(arch):
     assert out["steps"] == 10 and out["train_loss"] == out["train_loss"]  # not NaN
     assert ft.answer_loss(model, tok, ITEMS) < loss0
     assert not model.training
+
+
+# --------------------------------------------------------------------------- other losses
+
+
+def test_a_step_loss_equal_to_the_answer_ce_trains_the_same_weights():
+    """The ``step_loss`` hook (used by distillation) changes the loss and nothing else:
+    with one micro-batch per step, the model's own answer CE through the hook gives the
+    very weights of the default path."""
+
+    def own_ce(model, inputs):
+        out = model(**inputs, use_cache=False)
+        return out.loss, {"ce": out.loss.detach()}
+
+    runs = []
+    for hook in (None, own_ce):
+        model, tok = tiny_model("llama", seed=4)
+        out = ft.finetune(model, tok, ITEMS, steps=3, batch_size=4, lr=1e-2, step_loss=hook)
+        runs.append((params(model), out))
+    (a, plain), (b, hooked) = runs
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert "loss_parts" not in plain and hooked["train_loss"] == pytest.approx(plain["train_loss"])
+    assert hooked["loss_parts"]["ce"] == pytest.approx(hooked["train_loss"], rel=1e-6)

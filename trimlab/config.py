@@ -30,7 +30,7 @@ SCORE_METHODS = (
     "top",
     "bottom",
 )
-HEALS = ("ce", "none")
+HEALS = ("ce", "kd", "none")
 LR_SCHEDULES = ("linear", "cosine", "constant")
 
 
@@ -71,8 +71,23 @@ class TrimConfig:
     target (see :func:`trimlab.pipeline.planned_rounds`)."""
     warmup_steps: int = 0
     heal: str = "ce"
-    """The heal step between drops: ``ce`` (answer cross-entropy, the paper's) or
-    ``none`` (score and drop only)."""
+    """The heal step between drops: ``ce`` (answer cross-entropy, the paper's), ``kd``
+    (distillation from ``teacher``: :mod:`trimlab.distill`) or ``none`` (score and drop
+    only)."""
+    teacher: str | None = None
+    """``heal="kd"``: the saved model directory of the teacher, the full-fine-tuned model
+    of the same setting (what ``save_trimmed`` or ``save_pretrained`` writes)."""
+    kd_temperature: float = 1.0
+    """Distillation temperature T (the KL term is scaled by T²)."""
+    kd_ce_weight: float = 0.1
+    """Weight of the answer cross-entropy added to the KL term."""
+    kd_hidden_weight: float = 0.0
+    """Weight of the final-hidden-state MSE term (0: off)."""
+    kd_topk: int = 64
+    """Teacher logits kept per position in the cache (the KL is over the teacher's top k)."""
+    kd_cache: bool = True
+    """Cache the teacher's outputs once per training example; False runs the teacher on
+    every batch, over the full vocabulary."""
     dtype: str = "fp32"
     """Compute dtype of training, evaluation and scoring: ``fp32``, ``bf16`` (bf16
     autocast over fp32 master weights) or ``auto`` (bf16 where the hardware has fast
@@ -147,11 +162,25 @@ class TrimConfig:
                 raise ValueError(
                     f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}"
                 )
+        if _not_number(self.kd_temperature) or self.kd_temperature <= 0:
+            raise ValueError(f"kd_temperature must be > 0, got {self.kd_temperature!r}")
+        for name in ("kd_ce_weight", "kd_hidden_weight"):
+            value = getattr(self, name)
+            if _not_number(value) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if isinstance(self.kd_topk, bool) or not isinstance(self.kd_topk, int) or self.kd_topk < 1:
+            raise ValueError(f"kd_topk must be an integer >= 1, got {self.kd_topk!r}")
+        if self.teacher is not None and not isinstance(self.teacher, str):
+            raise ValueError(f"teacher must be a directory path (str), got {self.teacher!r}")
         if not isinstance(self.lr, (int, float)) or self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.accuracy_floor is not None and not 0 <= self.accuracy_floor <= 1:
             raise ValueError(f"accuracy_floor must be in [0, 1], got {self.accuracy_floor!r}")
         return self
+
+
+def _not_number(value: object) -> bool:
+    return isinstance(value, bool) or not isinstance(value, (int, float)) or value != value
 
 
 # ----------------------------------------------------------------------------- command lines
@@ -170,6 +199,12 @@ CONFIG_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "max_length": (("--max-length",), dict(type=int, help="token budget per sequence")),
     "lr": (("--lr",), dict(type=float, help="peak learning rate (default 1e-4)")),
     "heal": (("--heal",), dict(choices=HEALS, help="heal step between drops (default ce)")),
+    "teacher": (("--teacher",), dict(help="heal kd: the teacher's saved model directory")),
+    "kd_temperature": (("--kd-temperature",), dict(type=float, help="KD temperature (1)")),
+    "kd_ce_weight": (("--kd-ce-weight",), dict(type=float, help="KD: answer CE weight (0.1)")),
+    "kd_hidden_weight": (("--kd-hidden-weight",), dict(type=float, help="KD: hidden MSE (0)")),
+    "kd_topk": (("--kd-topk",), dict(type=int, help="KD: teacher logits cached per token")),
+    "kd_cache": (("--kd-cache",), dict(choices=("yes", "no"), help="KD: cache the teacher")),
     "dtype": (("--dtype",), dict(choices=COMPUTE_DTYPES, help="compute dtype (profile's)")),
     "seed": (("--seed",), dict(type=int, help="seed (default 0)")),
 }
@@ -187,6 +222,7 @@ def add_config_args(parser, names: tuple[str, ...] | None = None) -> None:
 def config_from_args(args) -> TrimConfig:
     """The :class:`TrimConfig` of parsed flags (see :func:`add_config_args`)."""
     values = {n: getattr(args, n) for n in CONFIG_FLAGS if hasattr(args, n)}
-    if values.get("use_context") is not None:
-        values["use_context"] = values["use_context"] == "yes"
+    for name in ("use_context", "kd_cache"):
+        if values.get(name) is not None:
+            values[name] = values[name] == "yes"
     return TrimConfig.from_profile(values.pop("profile", None), **values)

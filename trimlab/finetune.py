@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers import (
@@ -63,6 +63,7 @@ from trimlab.train_data import IGNORE_INDEX, answer_collator, build_examples
 __all__ = [
     "IGNORE_INDEX",
     "LR_SCHEDULES",
+    "StepLoss",
     "answer_collator",
     "answer_loss",
     "build_examples",
@@ -78,13 +79,24 @@ __all__ = [
 # --------------------------------------------------------------------------- training
 
 
-class _AnswerTrainer(Trainer):
-    """Trainer that also counts the examples and answer tokens it trains on."""
+StepLoss = Callable[[PreTrainedModel, dict], tuple[torch.Tensor, dict[str, torch.Tensor]]]
+"""A training loss other than the answer cross-entropy: ``loss(model, batch) -> (loss,
+parts)``, a per-micro-batch mean and its named, detached parts (see :mod:`trimlab.distill`)."""
 
-    def __init__(self, *args, **kwargs):
+
+class _AnswerTrainer(Trainer):
+    """Trainer that also counts the examples and answer tokens it trains on, and trains
+    on ``step_loss`` instead of the model's own loss when one is given."""
+
+    def __init__(self, *args, step_loss: StepLoss | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.examples_seen = 0
         self.answer_tokens = torch.zeros((), dtype=torch.long)
+        self.step_loss = step_loss
+        self.loss_parts: dict[str, torch.Tensor] = {}
+        self.micro_batches = 0
+        if step_loss is not None:
+            self.loss_is_scaled_for_ga = False  # a per-micro-batch mean: Trainer divides
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:
@@ -93,9 +105,16 @@ class _AnswerTrainer(Trainer):
             self.answer_tokens = (
                 self.answer_tokens.to(labels.device) + labels.ne(IGNORE_INDEX).sum()
             )
-        return super().compute_loss(
-            model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
-        )
+        if self.step_loss is None:
+            return super().compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
+            )
+        loss, parts = self.step_loss(model, inputs)
+        if model.training:
+            self.micro_batches += 1
+            for name, value in parts.items():
+                self.loss_parts[name] = self.loss_parts.get(name, 0) + value.detach().float()
+        return (loss, None) if return_outputs else loss
 
 
 def use_bf16(model: torch.nn.Module) -> bool:
@@ -130,6 +149,7 @@ def finetune(
     bf16: bool | None = None,
     deterministic: bool = False,
     max_grad_norm: float = 1.0,
+    step_loss: StepLoss | None = None,
 ) -> dict:
     """Fine-tune ``model`` in place on ``items`` for ``steps`` optimizer steps.
 
@@ -157,6 +177,9 @@ def finetune(
         bf16: bfloat16 mixed precision; ``None`` turns it on where :func:`use_bf16` says.
         deterministic: Trainer's ``full_determinism`` (see the module docstring).
         max_grad_norm: gradient clipping norm (Trainer's default 1.0).
+        step_loss: train on this loss instead of the answer cross-entropy (e.g.
+            :class:`trimlab.distill.KDLoss`); it gets each micro-batch as collated here
+            and returns its mean, which Trainer divides by ``grad_accum``.
 
     Returns:
         ``{"train_loss", "steps", "seconds", "tokens", "examples_seen", "global_step",
@@ -235,6 +258,7 @@ def finetune(
         train_dataset=examples,
         callbacks=list(callbacks or []),
         optimizers=(optimizer, scheduler),
+        step_loss=step_loss,
     )
     if not progress:
         trainer.remove_callback(PrinterCallback)
@@ -258,7 +282,9 @@ def finetune(
         for row in trainer.state.log_history
         if "loss" in row
     ]
+    parts = {n: float(v) / max(1, trainer.micro_batches) for n, v in trainer.loss_parts.items()}
     return {
+        **({"loss_parts": parts} if step_loss is not None else {}),
         "train_loss": float(out.training_loss),
         "steps": int(out.global_step),
         "seconds": seconds,

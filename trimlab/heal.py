@@ -9,7 +9,15 @@ the loop.
 * :class:`AnswerCE` is the paper's: fine-tuning on the answer's cross-entropy (the
   tokens of the correct choice, prompt masked), through transformers' ``Trainer``, in
   the run's compute dtype (bf16: Trainer's mixed precision over fp32 master weights).
+* :class:`Distill` (``heal="kd"``) distils the full-fine-tuned teacher into the model:
+  KL to the teacher over every position, plus the answer cross-entropy at a small
+  weight and an optional hidden-state term, from a teacher cache
+  (:mod:`trimlab.distill`).
 * :class:`NoHeal` trains nothing: a run that only scores and drops.
+
+A heal step may also have ``prepare(model, tokenizer, config)``, which :func:`prepare_heal`
+calls at the start of :func:`trimlab.trim`, before any work: it checks its settings
+(ValueError) and loads what it needs once.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from typing import Protocol
 
 from transformers import PreTrainedModel
 
+from trimlab import distill
 from trimlab.config import TrimConfig
-from trimlab.finetune import finetune
+from trimlab.finetune import StepLoss, finetune
 from trimlab.runtime import compute_dtype, model_device
 
 
@@ -62,6 +71,31 @@ class NoHeal:
         return {"train_loss": None, "steps": 0, "lr": None}
 
 
+def train_round(
+    model, tokenizer, items, config: TrimConfig, where: HealRound, progress=False, **kw
+) -> dict:
+    """One round of :func:`trimlab.finetune.finetune` with the run's settings (``kw``:
+    e.g. ``step_loss``)."""
+    return finetune(
+        model,
+        tokenizer,
+        items,
+        steps=config.steps_per_round,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=config.seed + where.round,
+        use_context=config.use_context,
+        max_length=config.max_length,
+        lr_schedule=config.lr_schedule,
+        warmup_steps=config.warmup_steps,
+        global_step=where.global_step,
+        total_steps=where.total_steps,
+        progress=progress,
+        bf16=compute_dtype(config.dtype, model_device(model)) == "bf16",
+        **kw,
+    )
+
+
 class AnswerCE:
     """The paper's heal step: ``steps_per_round`` steps on the answer cross-entropy of
     ``train`` items, with the run's LR schedule continued across rounds."""
@@ -71,27 +105,64 @@ class AnswerCE:
     def __call__(self, model, tokenizer, items, config, where, progress=False) -> dict:
         if config.steps_per_round == 0:
             return NoHeal()(model, tokenizer, items, config, where)
-        fit = finetune(
-            model,
-            tokenizer,
-            items,
-            steps=config.steps_per_round,
-            batch_size=config.batch_size,
-            lr=config.lr,
-            seed=config.seed + where.round,
-            use_context=config.use_context,
-            max_length=config.max_length,
-            lr_schedule=config.lr_schedule,
-            warmup_steps=config.warmup_steps,
-            global_step=where.global_step,
-            total_steps=where.total_steps,
-            progress=progress,
-            bf16=compute_dtype(config.dtype, model_device(model)) == "bf16",
-        )
+        fit = train_round(model, tokenizer, items, config, where, progress)
         return {"train_loss": fit["train_loss"], "steps": fit["steps"], "lr": fit.get("lr_last")}
 
 
-HEALS: dict[str, type] = {"ce": AnswerCE, "none": NoHeal}
+class Distill:
+    """Healing by distillation (``heal="kd"``): the same rounds, sampler, seeds and LR
+    schedule as :class:`AnswerCE`, on :class:`trimlab.distill.KDLoss`.
+
+    The teacher is ``config.teacher`` (a saved model directory), or ``teacher``, a
+    ``(model, tokenizer)`` pair given here. It is loaded once, frozen, and (with
+    ``config.kd_cache``) its top-``kd_topk`` outputs are cached per training example for
+    the whole run. The report adds ``"kd"``, the mean loss parts of the round, and
+    ``"teacher_cache"``, the cache's size so far."""
+
+    name = "kd"
+
+    def __init__(self, teacher: tuple | None = None):
+        self.teacher = teacher
+        self.source: distill.TeacherCache | distill.LiveTeacher | None = None
+
+    def prepare(self, model, tokenizer, config: TrimConfig) -> None:
+        """Load the teacher (once) and check it; ValueError for a missing teacher or
+        another vocabulary. Nothing of ``model`` is changed."""
+        if self.teacher is None:
+            if not config.teacher:
+                raise ValueError("heal='kd' needs a teacher: set TrimConfig.teacher (--teacher)")
+            self.teacher = distill.load_teacher(config.teacher, model_device(model))
+        teacher, teacher_tok = self.teacher
+        distill.check_teacher(teacher, teacher_tok, model, tokenizer)
+        if self.source is None:
+            hidden = config.kd_hidden_weight > 0
+            dtype = compute_dtype(config.dtype, model_device(model))
+            self.source = (
+                distill.TeacherCache(teacher, config.kd_topk, hidden, dtype)
+                if config.kd_cache
+                else distill.LiveTeacher(teacher, hidden, dtype)
+            )
+
+    def loss(self, config: TrimConfig) -> StepLoss:
+        return distill.KDLoss(
+            self.source, config.kd_temperature, config.kd_ce_weight, config.kd_hidden_weight
+        )
+
+    def __call__(self, model, tokenizer, items, config, where, progress=False) -> dict:
+        if config.steps_per_round == 0:
+            return NoHeal()(model, tokenizer, items, config, where)
+        self.prepare(model, tokenizer, config)
+        fit = train_round(
+            model, tokenizer, items, config, where, progress, step_loss=self.loss(config)
+        )
+        report = {"train_loss": fit["train_loss"], "steps": fit["steps"], "lr": fit.get("lr_last")}
+        report["kd"] = fit["loss_parts"]
+        if isinstance(self.source, distill.TeacherCache):
+            report["teacher_cache"] = self.source.stats()
+        return report
+
+
+HEALS: dict[str, type] = {"ce": AnswerCE, "kd": Distill, "none": NoHeal}
 
 
 def get_heal(name: str) -> Heal:
@@ -99,3 +170,10 @@ def get_heal(name: str) -> Heal:
     if name not in HEALS:
         raise ValueError(f"unknown heal step {name!r}; choose one of {', '.join(HEALS)}")
     return HEALS[name]()
+
+
+def prepare_heal(healer: Heal, model, tokenizer, config: TrimConfig) -> None:
+    """Call ``healer.prepare(model, tokenizer, config)`` where the heal step has one."""
+    prepare = getattr(healer, "prepare", None)
+    if prepare is not None:
+        prepare(model, tokenizer, config)

@@ -48,6 +48,9 @@ class Round:
     """Names chosen but not dropped because the drop would break ``accuracy_floor``."""
     lr: float | None = None
     """Learning rate at the last step of this round's healing."""
+    heal: dict = field(default_factory=dict)
+    """What the heal step reported besides the above (``kd``: the loss parts, the size of
+    the teacher cache)."""
 
 
 @dataclass

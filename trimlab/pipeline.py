@@ -36,7 +36,7 @@ from trimlab import accounting, checkpoint, scoring, sparse, surgery
 from trimlab.config import TrimConfig
 from trimlab.data import load_domain
 from trimlab.evaluate import evaluate
-from trimlab.heal import Heal, HealRound, get_heal
+from trimlab.heal import Heal, HealRound, get_heal, prepare_heal
 from trimlab.history import HISTORY_FILE, History, Round, round_record
 from trimlab.profiles import Profile
 from trimlab.runtime import autocast, compute_dtype, model_device
@@ -82,6 +82,7 @@ def trim(
     tgt = parse_target(target)
     load_domain(domain, "calib", n=1)  # unknown domain / missing data: fail now
     healer = heal or get_heal(cfg.heal)
+    prepare_heal(healer, model, tokenizer, cfg)  # its own checks (e.g. KD's teacher), first
     say = log or (lambda _msg: None)
     out = Path(out_dir) if out_dir is not None else None
     settings = {"domain": domain, "target": str(tgt), **cfg.to_dict()}
@@ -149,6 +150,7 @@ def trim(
             train_seconds=train_seconds,
             refused=refused,
             lr=fit["lr"],
+            heal={k: v for k, v in fit.items() if k not in ("train_loss", "steps", "lr")},
         )
         history.rounds.append(rnd)
         history.stopped = _stop_reason(model, tgt, cfg, rnd)
