@@ -314,8 +314,10 @@ def test_score_truncates_long_items_like_evaluate(tiny):
     seen = [row for call in _model_inputs(model, run) for row in call]
     assert len(seen) == len(LONG) and all(len(row) <= m for row in seen)
     for it in LONG:
-        [[prompt]] = _model_inputs(model, lambda it=it: evaluate(model, tok, [it], max_length=m))[
-            :1
-        ]
+        # evaluate's prompt pass runs the decoder on the prompt but its last token, which
+        # opens every choice's row of the choice pass.
+        run = lambda it=it: evaluate(model, tok, [it], max_length=m)  # noqa: E731
+        [head], choices = _model_inputs(model.get_decoder(), run)[:2]
+        prompt = head + choices[0][:1]
         answer = tok(continuation(it["choices"][it["answer"]]), add_special_tokens=False)
         assert (prompt + answer["input_ids"])[-m:] in seen

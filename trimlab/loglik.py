@@ -2,10 +2,11 @@
 
 lm-eval's HFLM runs every (prompt, choice) pair as its own sequence and computes LM-head
 logits for every position. Here each question's prompt runs **once** (a left-padded
-batch of prompts, ``use_cache=True``, ``logits_to_keep=1``: only the last prompt
-position goes through the LM head); its KV cache is then gathered once per choice and
-only the continuation tokens run against it, with explicit ``position_ids`` and a
-padding-aware attention mask. With long prompts (SciQ support paragraphs) and four
+batch of prompts through the decoder alone, ``use_cache=True``: no LM head); its KV
+cache is then gathered once per choice and only the prompt's last token and the
+continuation run against it, with explicit ``position_ids``, a padding-aware attention
+mask and a boolean ``logits_to_keep``: only real tokens go through the LM head, once per
+batch, not their padding. With long prompts (SciQ support paragraphs) and four
 choices this is several times fewer tokens and far fewer LM-head products. The
 log-softmax runs over the full output vocabulary in float32, as in HFLM.
 
@@ -49,66 +50,62 @@ def score_batch(
     device: torch.device,
     keep_logits: bool,
 ) -> list[list[float]]:
-    """Per-choice log-likelihoods of a batch of items: one prompt pass, one choice pass."""
+    """Per-choice log-likelihoods of a batch of items: one prompt pass through the decoder
+    (no LM head), then one choice pass whose real tokens alone go through the LM head."""
     n = len(batch)
     plens = torch.tensor([len(e.prompt) for e in batch])
-    width = int(plens.max())
-    # Left padding: every prompt ends at column width-1, so the first continuation token
-    # is predicted by the last position (logits_to_keep=1) and continuations follow on.
-    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    # The prompt pass takes each prompt but its last token, left-padded to one width; the
+    # last token opens every choice's row in the choice pass, where it predicts the
+    # continuation's first token. So every logit comes from one pass and one LM-head call.
+    width = int(plens.max()) - 1
     mask = torch.zeros((n, width), dtype=torch.long)
-    for b, e in enumerate(batch):
-        ids[b, width - len(e.prompt) :] = torch.tensor(e.prompt)
-        mask[b, width - len(e.prompt) :] = 1
-    pos = (mask.cumsum(1) - 1).clamp(min=0)
-    kwargs = {"logits_to_keep": 1} if keep_logits else {}
+    cache = None
+    if width > 0:
+        ids = torch.full((n, width), pad_id, dtype=torch.long)
+        for b, e in enumerate(batch):
+            if len(e.prompt) > 1:
+                ids[b, width - len(e.prompt) + 1 :] = torch.tensor(e.prompt[:-1])
+                mask[b, width - len(e.prompt) + 1 :] = 1
+        pos = (mask.cumsum(1) - 1).clamp(min=0)
+        cache = model.get_decoder()(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=pos.to(device),
+            use_cache=True,
+        ).cache
+
+    rows = [(b, k) for b, e in enumerate(batch) for k in range(len(e.conts))]
+    m = len(rows)
+    clen = max(len(batch[b].conts[k]) for b, k in rows)
+    inp = torch.full((m, clen), pad_id, dtype=torch.long)
+    tgt = torch.zeros((m, clen), dtype=torch.long)
+    cmask = torch.zeros((m, clen), dtype=torch.long)
+    for j, (b, k) in enumerate(rows):
+        c = batch[b].conts[k]
+        inp[j, : len(c)] = torch.tensor([batch[b].prompt[-1], *c[:-1]])
+        tgt[j, : len(c)] = torch.tensor(c)
+        cmask[j, : len(c)] = 1
+    sel = torch.tensor([b for b, _ in rows])
+    if cache is not None:
+        cache.batch_select_indices(sel.to(device))
+    full_mask = torch.cat([mask[sel], cmask], dim=1)
+    cpos = (plens[sel] - 1).unsqueeze(1) + torch.arange(clen).unsqueeze(0)
+    real = cmask.bool().to(device)
+    # A boolean logits_to_keep: transformers flattens the kept positions to (tokens, vocab).
+    kwargs = {"logits_to_keep": real} if keep_logits else {}
     out = model(
-        input_ids=ids.to(device),
-        attention_mask=mask.to(device),
-        position_ids=pos.to(device),
-        use_cache=True,
+        input_ids=inp.to(device),
+        attention_mask=full_mask.to(device),
+        position_ids=cpos.to(device),
+        cache=cache,
+        use_cache=cache is not None,
         **kwargs,
     )
-    last = out.logits[:, -1, :]
-    cache = out.cache
-    del out
-
-    # First continuation token of every choice, from the prompt's last logits.
-    rows = [(b, k) for b, e in enumerate(batch) for k in range(len(e.conts))]
-    owner = torch.tensor([b for b, _ in rows], device=device)
-    first = torch.tensor([batch[b].conts[k][0] for b, k in rows], device=device)
-    scores = _token_logprobs(last[owner], first).tolist()
-    del last
-
-    # The rest of each continuation, against the prompt's cache gathered per choice.
-    long_rows = [r for r, (b, k) in enumerate(rows) if len(batch[b].conts[k]) > 1]
-    if long_rows:
-        conts = [batch[rows[r][0]].conts[rows[r][1]] for r in long_rows]
-        clen = max(len(c) for c in conts) - 1
-        m = len(long_rows)
-        inp = torch.full((m, clen), pad_id, dtype=torch.long)
-        tgt = torch.zeros((m, clen), dtype=torch.long)
-        cmask = torch.zeros((m, clen), dtype=torch.long)
-        for j, c in enumerate(conts):
-            inp[j, : len(c) - 1] = torch.tensor(c[:-1])
-            tgt[j, : len(c) - 1] = torch.tensor(c[1:])
-            cmask[j, : len(c) - 1] = 1
-        sel = torch.tensor([rows[r][0] for r in long_rows])
-        cache.batch_select_indices(sel.to(device))
-        full_mask = torch.cat([mask[sel], cmask], dim=1)
-        cpos = plens[sel].unsqueeze(1) + torch.arange(clen).unsqueeze(0)
-        out = model(
-            input_ids=inp.to(device),
-            attention_mask=full_mask.to(device),
-            position_ids=cpos.to(device),
-            cache=cache,
-            use_cache=True,
-        )
-        lp = _token_logprobs(out.logits, tgt.to(device)) * cmask.to(device)
-        rest = lp.sum(1).tolist()
-        del out, cache
-        for j, r in enumerate(long_rows):
-            scores[r] += rest[j]
+    logits = out.logits if keep_logits else out.logits[real]
+    del out, cache
+    lp = _token_logprobs(logits, tgt.to(device)[real])
+    owner = torch.arange(m, device=device).unsqueeze(1).expand(m, clen)[real]
+    scores = torch.zeros(m, dtype=lp.dtype, device=device).index_add_(0, owner, lp).tolist()
 
     result: list[list[float]] = [[] for _ in batch]
     for (b, _), s in zip(rows, scores, strict=True):
