@@ -14,11 +14,14 @@ Rows:
 * ``full_ft`` and ``sparse_ft``: fine-tuning without dropping, same total steps;
 * ``one_shot``: the trimllm run's sub-layers removed at once at the start, then the
   same sparse fine-tuning for the same total steps;
+* ``trimllm_kd``: the trimllm run healed by distillation (``heal="kd"``) from the
+  ``full_ft`` row's model, the teacher of the same setting;
 * ``random``, ``top``, ``bottom``: the paper's Table 3 rules, dropping progressively to
   the same size with the same fine-tuning;
 * ``score_<method>``: trimming with another scoring method (``--methods``).
 
     python benchmarks/reference.py --domain science --target 50% --rows all
+    python benchmarks/reference.py --context yes --max-length 512 ...   # open-book SciQ
 """
 
 from __future__ import annotations
@@ -37,7 +40,17 @@ from trimlab.finetune import finetune
 from trimlab.models import load_model
 from trimlab.results import measure
 
-ROWS = ("zero_shot", "trimllm", "full_ft", "sparse_ft", "one_shot", "random", "top", "bottom")
+ROWS = (
+    "zero_shot",
+    "trimllm",
+    "full_ft",
+    "sparse_ft",
+    "one_shot",
+    "trimllm_kd",
+    "random",
+    "top",
+    "bottom",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     rows = list(ROWS) + [f"score_{m}" for m in args.methods] if args.rows == ["all"] else args.rows
-    out = Path(args.out or f"runs/reference-{cfg.profile}")
+    book = "-open" if cfg.use_context else ""
+    out = Path(args.out or f"runs/reference-{cfg.profile}{book}")
     out.mkdir(parents=True, exist_ok=True)
     ctx = cfg.use_context
     test = load_domain(args.domain, "test", n=cfg.eval_items, seed=0)
@@ -84,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
 
-    def trim_row(row: str, score: str) -> dict:
+    def trim_row(row: str, score: str, **changes: object) -> dict:
         if (res := done(row)) is not None:
             return res
         t0 = time.perf_counter()
@@ -111,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
             tok,
             args.domain,
             args.target,
-            cfg.replace(score=score),
+            cfg.replace(score=score, **changes),
             out_dir=out / row / "run",
             callback=snapshot,
         )
@@ -190,6 +204,11 @@ def main(argv: list[str] | None = None) -> None:
         ft_row("sparse_ft", budget, cfg.r)
     if "one_shot" in rows:
         ft_row("one_shot", budget, cfg.r, drop=ref["dropped"])
+    if "trimllm_kd" in rows:
+        teacher = out / "full_ft" / "model"
+        if done("full_ft") is None or not teacher.exists():
+            raise SystemExit("trimllm_kd needs the full_ft row (its model is the teacher)")
+        trim_row("trimllm_kd", cfg.score, heal="kd", teacher=str(teacher))
     for rule in ("random", "top", "bottom"):
         if rule in rows:
             trim_row(rule, rule)

@@ -27,7 +27,7 @@ def reference_run(toy_domain, tmp_path_factory):
     argv = (
         f"--domain {toy_domain} --target 2 --sizes 1 --eval-items 8 --calib-items 6 "
         f"--steps-per-round 1 --drop-rate 1 --methods loglik "
-        f"--rows zero_shot trimllm full_ft one_shot random score_loglik --out {out}"
+        f"--rows zero_shot trimllm full_ft one_shot trimllm_kd random score_loglik --out {out}"
     ).split()
     script("reference").main(argv)
     yield out, argv
@@ -37,7 +37,15 @@ def reference_run(toy_domain, tmp_path_factory):
 def test_reference_rows_share_data_budget_and_size(reference_run):
     out, _ = reference_run
     rows = {p.parent.name: json.loads(p.read_text()) for p in out.glob("*/result.json")}
-    assert set(rows) == {"zero_shot", "trimllm", "full_ft", "one_shot", "random", "score_loglik"}
+    assert set(rows) == {
+        "zero_shot",
+        "trimllm",
+        "full_ft",
+        "one_shot",
+        "trimllm_kd",
+        "random",
+        "score_loglik",
+    }
     settings = json.loads((out / "settings.json").read_text())
     assert settings["steps_per_round"] == 1 and settings["calib_items"] == 6
     assert settings["test_items"] == 8
@@ -48,7 +56,11 @@ def test_reference_rows_share_data_budget_and_size(reference_run):
     assert rows["one_shot"]["decoder_kept"] == pytest.approx(trimllm["decoder_kept"])
     assert rows["random"]["sublayers_removed"] == rows["score_loglik"]["sublayers_removed"] == 2
     assert "1" in trimllm["snapshots"]  # the extra size, measured on the way
-    assert (out / "full_ft" / "model").is_dir()  # saved for the Pareto plot
+    assert (out / "full_ft" / "model").is_dir()  # saved for the Pareto plot, and the teacher
+    kd = json.loads((out / "trimllm_kd" / "run" / "history.json").read_text())["settings"]
+    assert kd["heal"] == "kd" and kd["teacher"] == str(out / "full_ft" / "model")
+    assert rows["trimllm_kd"]["steps"] == trimllm["steps"]
+    assert len(rows["trimllm"]["correct"]) == 8 and rows["trimllm"]["chance"] > 0
 
 
 def test_reference_resumes_without_recomputing(reference_run):

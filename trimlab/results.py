@@ -24,6 +24,7 @@ LABELS = {
     "sparse_ft": "sparse fine-tuning (r = 0.25), no dropping",
     "trimllm": "TrimLLM",
     "one_shot": "one-shot drop, then sparse fine-tuning",
+    "trimllm_kd": "TrimLLM, healed by distillation from full FT",
     "random": "rule-based: random",
     "top": "rule-based: top",
     "bottom": "rule-based: bottom",
