@@ -26,9 +26,11 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(PIP)"
 	$(PY) -m pip install -q -c $(LOCK) "$(TORCH)"
-	$(PY) -m pip install -q -c $(LOCK) -e ".[test]"
+	@scripts/check_compiler.sh
+	$(PY) -m pip install -q -c $(LOCK) -e ".[test,deploy]"
 	$(PY) scripts/fetch_model.py
 	$(PY) scripts/fetch_model.py gemma3-270m
+	$(PY) scripts/fetch_converter.py
 	touch $@
 
 demo: setup

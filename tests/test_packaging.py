@@ -73,9 +73,13 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     makefile = (ROOT / "Makefile").read_text()
     assert "torch==2.13.0" in makefile and "TRIMLAB_DATA_DIR" in makefile
-    assert makefile.index('"$(TORCH)"') < makefile.index('-e ".[test]"')  # torch wheel first
+    install = '-e ".[test,deploy]"'  # the deploy extra: llama.cpp, which the export tests run
+    assert makefile.index('"$(TORCH)"') < makefile.index(install)  # torch wheel first
     # both installs take their versions from the lock
-    assert '-c $(LOCK) "$(TORCH)"' in makefile and '-c $(LOCK) -e ".[test]"' in makefile
+    assert '-c $(LOCK) "$(TORCH)"' in makefile and f"-c $(LOCK) {install}" in makefile
+    # a missing C++ compiler (llama-cpp-python builds from source) is said before pip runs
+    assert makefile.index("scripts/check_compiler.sh") < makefile.index(install)
+    assert "scripts/fetch_converter.py" in makefile
 
 
 def test_data_folder_holds_cards_not_rows():
@@ -91,6 +95,10 @@ OPTIONAL = {
     # speed backends that trimlab.bench uses only when they import (int8 weight-only, 4-bit)
     "torchao",
     "bitsandbytes",
+    # llama.cpp's converter, which trimlab/convert_hook.py imports from the files that
+    # scripts/fetch_converter.py takes from the locked llama-cpp-python sdist
+    "conversion",
+    "convert_hf_to_gguf",
 }
 
 
@@ -106,7 +114,8 @@ def lock() -> dict[str, str]:
 
 def project_requirements() -> list[Requirement]:
     project = pyproject()["project"]
-    reqs = project["dependencies"] + project["optional-dependencies"]["test"]
+    extras = project["optional-dependencies"]
+    reqs = project["dependencies"] + extras["test"] + extras["deploy"]
     return [Requirement(r) for r in reqs]
 
 

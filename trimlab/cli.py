@@ -8,6 +8,8 @@
   pointed at an existing ``--out`` directory.
 * ``trimlab generate`` -- the model's answer to a prompt (chat template), before and
   after trimming.
+* ``trimlab export`` -- a trimmed checkpoint as a GGUF file that llama.cpp runs
+  (:mod:`trimlab.export`; needs the ``deploy`` extra).
 """
 
 from __future__ import annotations
@@ -174,6 +176,22 @@ def generate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_cmd(args: argparse.Namespace) -> int:
+    from trimlab.export import export_dir
+
+    try:
+        report = export_dir(args.dir, args.out, args.format, args.outtype)
+    except (ImportError, RuntimeError) as err:  # engine missing or converter failed
+        raise ValueError(str(err)) from err
+    stand_in = report["stand_in_params"]
+    print(
+        f"wrote {report['path']}: llama.cpp arch {report['arch']}, {report['outtype']}, "
+        f"{report['params']:,} parameters ({stand_in:,} in exact zero stand-ins), "
+        f"{report['bytes']:,} bytes"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trimlab", description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -211,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--prompt", required=True)
     g.add_argument("--max-new-tokens", type=int, default=64)
     g.set_defaults(func=generate_cmd)
+    x = sub.add_parser("export", help="write a trimmed checkpoint as a GGUF file for llama.cpp")
+    x.add_argument("dir", help="a trimlab checkpoint folder (save_trimmed) or trim run")
+    x.add_argument("--format", default="gguf", help="output format (only 'gguf')")
+    x.add_argument("--outtype", default="f32", help="f32, f16, q8_0 or q4_k_m (default f32)")
+    x.add_argument("--out", help="output file (default: DIR/model-<outtype>.gguf)")
+    x.set_defaults(func=export_cmd)
     return p
 
 

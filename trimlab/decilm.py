@@ -1,9 +1,12 @@
 """DeciLM / Nemotron-NAS export: a ``config.json`` that engines read for sub-layer drops.
 
 TrimLLM (Sec. 3.2) leaves blocks with only attention or only an MLP. Standard Llama
-configs cannot say that; the DeciLM (``nemotron-nas``) format can, with ``block_configs``
-marking ``attention.no_op`` / ``ffn.no_op`` per block (vLLM, SGLang and llama.cpp's
-converter read it). :func:`decilm_reference_forward` is a plain-torch forward built from
+configs cannot say that; the DeciLM (``nemotron-nas``) format can, per block in
+``block_configs`` (vLLM, SGLang and llama.cpp's converter read it). A removed sub-layer
+is written as published Nemotron-NAS configs write it, which is what llama.cpp's
+converter reads: an attention-free block has ``attention.n_heads_in_group: null`` with
+``replace_with_linear: false``, an MLP-free block ``ffn.ffn_mult: null``; ``no_op: true``
+is kept beside them for readers that look at it. :func:`decilm_reference_forward` is a plain-torch forward built from
 that format alone, which proves that the files say what the model computes.
 """
 
@@ -47,19 +50,21 @@ def decilm_config(model: PreTrainedModel) -> dict:
             f"intermediate_size {cfg.intermediate_size} is not expressible as a DeciLM ffn_mult"
         )
     fam = families.family_of(model)
+    group = cfg.num_attention_heads // cfg.num_key_value_heads
     blocks = []
     for block in families.layer_list(model):
+        attn, mlp = families.present(block, fam.attn), families.present(block, fam.mlp)
         blocks.append(
             {
                 "attention": {
-                    "no_op": not families.present(block, fam.attn),
+                    "no_op": not attn,
                     "replace_with_linear": False,
-                    "n_heads_in_group": cfg.num_attention_heads // cfg.num_key_value_heads,
+                    "n_heads_in_group": group if attn else None,
                 },
                 "ffn": {
-                    "no_op": not families.present(block, fam.mlp),
+                    "no_op": not mlp,
                     "replace_with_linear": False,
-                    "ffn_mult": ffn_mult,
+                    "ffn_mult": ffn_mult if mlp else None,
                 },
             }
         )
@@ -97,12 +102,28 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-b, a), dim=-1)
 
 
+def has_attention(block: dict) -> bool:
+    """Whether a ``block_configs`` entry has attention (null ``n_heads_in_group``: none)."""
+    att = block["attention"]
+    if att.get("replace_with_linear"):
+        raise ValueError("DeciLM linear attention replacements are not supported")
+    return not att.get("no_op", False) and att.get("n_heads_in_group") is not None
+
+
+def has_ffn(block: dict) -> bool:
+    """Whether a ``block_configs`` entry has an MLP (null ``ffn_mult``: none)."""
+    ffn = block["ffn"]
+    if ffn.get("replace_with_linear"):
+        raise ValueError("DeciLM linear FFN replacements are not supported")
+    return not ffn.get("no_op", False) and ffn.get("ffn_mult") is not None
+
+
 @torch.no_grad()
 def decilm_reference_forward(path: str | os.PathLike, input_ids: torch.Tensor) -> torch.Tensor:
     """Logits of a DeciLM export computed from its files alone, in plain torch.
 
-    Reads ``config.json`` (``block_configs``) and ``model.safetensors``; blocks with
-    ``no_op`` sub-layers skip them. No padding; batch of equal-length sequences.
+    Reads ``config.json`` (``block_configs``) and ``model.safetensors``; a sub-layer that
+    is null (or ``no_op``) is skipped. No padding; batch of equal-length sequences.
     """
     path = Path(path)
     cfg = json.loads((path / "config.json").read_text())
@@ -117,7 +138,7 @@ def decilm_reference_forward(path: str | os.PathLike, input_ids: torch.Tensor) -
     causal = torch.full((seq, seq), float("-inf")).triu(1)
     for i, block in enumerate(cfg["block_configs"]):
         p = f"model.layers.{i}."
-        if not block["attention"]["no_op"]:
+        if has_attention(block):
             x = _rms(h, w[p + "input_layernorm.weight"], eps)
             q = (x @ w[p + "self_attn.q_proj.weight"].T).view(bsz, seq, nh, hd).transpose(1, 2)
             k = (x @ w[p + "self_attn.k_proj.weight"].T).view(bsz, seq, nkv, hd).transpose(1, 2)
@@ -127,7 +148,7 @@ def decilm_reference_forward(path: str | os.PathLike, input_ids: torch.Tensor) -
             att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd) + causal, dim=-1)
             o = (att @ v).transpose(1, 2).reshape(bsz, seq, nh * hd)
             h = h + o @ w[p + "self_attn.o_proj.weight"].T
-        if not block["ffn"]["no_op"]:
+        if has_ffn(block):
             x = _rms(h, w[p + "post_attention_layernorm.weight"], eps)
             gate = torch.nn.functional.silu(x @ w[p + "mlp.gate_proj.weight"].T)
             h = h + (gate * (x @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
