@@ -14,7 +14,7 @@ from trimlab import optim, sparse, surgery
 from trimlab.encoding import encode_items
 from trimlab.evaluate import evaluate
 from trimlab.prompts import build_prompt
-from trimlab.tiny import tiny_model
+from trimlab.tiny import TINY_ARCHS, tiny_model
 
 ITEMS = SCORING_ITEMS + [
     {"question": q, "choices": c, "answer": a, "context": ctx, "subject": None}
@@ -271,7 +271,8 @@ def test_other_families_train(arch):
 def test_a_step_loss_equal_to_the_answer_ce_trains_the_same_weights():
     """The ``step_loss`` hook (used by distillation) changes the loss and nothing else:
     with one micro-batch per step, the model's own answer CE through the hook gives the
-    very weights of the default path."""
+    weights of the default path (which runs the LM head on answer positions only, so
+    they agree to float rounding)."""
 
     def own_ce(model, inputs):
         out = model(**inputs, use_cache=False)
@@ -283,6 +284,39 @@ def test_a_step_loss_equal_to_the_answer_ce_trains_the_same_weights():
         out = ft.finetune(model, tok, ITEMS, steps=3, batch_size=4, lr=1e-2, step_loss=hook)
         runs.append((params(model), out))
     (a, plain), (b, hooked) = runs
-    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert all(torch.allclose(a[n], b[n], atol=1e-6, rtol=0) for n in a)
     assert "loss_parts" not in plain and hooked["train_loss"] == pytest.approx(plain["train_loss"])
     assert hooked["loss_parts"]["ce"] == pytest.approx(hooked["train_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHS)
+def test_answer_ce_on_answer_positions_equals_the_models_own_loss(arch):
+    """train_data.answer_ce with the LM head on answer positions only (a boolean
+    ``logits_to_keep``) is transformers' causal-LM loss, value and gradients, for every
+    family (Gemma 2's final logit soft-capping included); the LM head sees only the
+    labelled positions."""
+    from trimlab.train_data import answer_ce, answer_collator, answer_positions, build_examples
+
+    model, tok = tiny_model(arch, seed=5)
+    batch = answer_collator(tok)(build_examples(tok, ITEMS[:4], True, 96))
+    labels = batch["labels"]
+    own = model(**batch, use_cache=False).loss
+    own.backward()
+    ref = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    rows = []
+    hook = model.get_output_embeddings().register_forward_pre_hook(
+        lambda _m, args: rows.append(args[0].shape[0])
+    )
+    keep = answer_positions(labels)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    out = model(**inputs, logits_to_keep=keep, use_cache=False)
+    hook.remove()
+    ours = answer_ce(out, labels)
+    ours.backward()
+    assert rows == [int(labels[:, 1:].ne(-100).sum())]  # answer (+ EOS) tokens only
+    assert ours.item() == pytest.approx(own.item(), rel=1e-6)
+    n = int(labels.ne(-100).sum())
+    assert answer_ce(out, labels, torch.tensor(n)).item() == pytest.approx(own.item(), rel=1e-6)
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, ref[name], atol=1e-6), name

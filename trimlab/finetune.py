@@ -49,6 +49,7 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback
 
+from trimlab.loglik import supports
 from trimlab.optim import (
     LR_SCHEDULES,
     build_optimizer,
@@ -58,7 +59,13 @@ from trimlab.optim import (
 )
 from trimlab.prompts import Item
 from trimlab.runtime import model_device, pad_id
-from trimlab.train_data import IGNORE_INDEX, answer_collator, build_examples
+from trimlab.train_data import (
+    IGNORE_INDEX,
+    answer_ce,
+    answer_collator,
+    answer_positions,
+    build_examples,
+)
 
 __all__ = [
     "IGNORE_INDEX",
@@ -97,6 +104,9 @@ class _AnswerTrainer(Trainer):
         self.micro_batches = 0
         if step_loss is not None:
             self.loss_is_scaled_for_ga = False  # a per-micro-batch mean: Trainer divides
+        # The answer CE with the LM head on answer positions only (train_data.answer_ce,
+        # Trainer's compute_loss_func), where the model takes a boolean logits_to_keep.
+        self.answer_head = step_loss is None and self.compute_loss_func is answer_ce
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if model.training:
@@ -106,6 +116,8 @@ class _AnswerTrainer(Trainer):
                 self.answer_tokens.to(labels.device) + labels.ne(IGNORE_INDEX).sum()
             )
         if self.step_loss is None:
+            if self.answer_head and not return_outputs:  # the LM head on answer positions only
+                inputs = {**inputs, "logits_to_keep": answer_positions(inputs["labels"])}
             return super().compute_loss(
                 model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch
             )
@@ -259,6 +271,7 @@ def finetune(
         callbacks=list(callbacks or []),
         optimizers=(optimizer, scheduler),
         step_loss=step_loss,
+        compute_loss_func=answer_ce if supports(model, "logits_to_keep") else None,
     )
     if not progress:
         trainer.remove_callback(PrinterCallback)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
 from trimlab.encoding import encode_items
@@ -99,3 +101,36 @@ def answer_collator(
         label_pad_token_id=IGNORE_INDEX,
         return_tensors="pt",
     )
+
+
+def answer_positions(labels: torch.Tensor) -> torch.Tensor:
+    """``[batch, seq]`` booleans: the positions whose logits predict a labelled token
+    (position ``t`` predicts token ``t + 1``), for a boolean ``logits_to_keep``."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:].ne(IGNORE_INDEX)
+    return keep
+
+
+def answer_ce(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """The answer cross-entropy from a forward pass whose LM head ran on the answer
+    positions only (``logits_to_keep=answer_positions(labels)``: logits ``[N, vocab]``)
+    or on every position (``[batch, seq, vocab]``).
+
+    It is transformers' causal-LM loss (``ForCausalLMLoss``): the float32 cross-entropy
+    of the shifted labels, summed and divided by ``num_items_in_batch`` when Trainer
+    passes it (every labelled token of the accumulated batch), else averaged. With the
+    LM head on answer positions only, a long prompt costs no LM-head product and no
+    log-softmax over the vocabulary: on open-book SciQ most positions are prompt.
+    """
+    target = labels[:, 1:]
+    real = target.ne(IGNORE_INDEX)
+    logits = outputs.logits
+    if logits.dim() == 3:
+        logits = logits[:, :-1][real]
+    tgt = target[real]
+    loss = F.cross_entropy(logits.float(), tgt.to(logits.device), reduction="sum")
+    if num_items_in_batch is None:
+        return loss / max(1, tgt.numel())
+    if isinstance(num_items_in_batch, torch.Tensor):
+        num_items_in_batch = num_items_in_batch.to(loss.device)
+    return loss / num_items_in_batch
