@@ -7,10 +7,15 @@ model), batches of 8 SciQ ``train`` items **with** their support paragraphs at
 trainable set, Sec. 3.4), each in fp32 and in bf16 mixed precision (Trainer's
 ``bf16=True``: bf16 autocast over fp32 master weights), at each thread count.
 
-Tokens/s counts every non-padding token a step reads (prompt and answer). Model FLOPs
-per token: ``6 N`` for full fine-tuning (forward 2N, backward 4N, N = the weights of
-every matrix multiply: decoder linears and the LM head) and ``4 N + 2 N_trainable`` for
-sparse fine-tuning (frozen weights need no weight gradient). MFU is achieved model
+Tokens/s counts every non-padding token a step reads (prompt and answer). The answer
+cross-entropy runs the LM head on the answer positions only (``train_data.answer_ce``);
+the rows marked "LM head everywhere" train the same loss through the model's own
+``labels`` path, which projects every position onto the vocabulary (the step before
+this change), so the two are measured side by side. Model FLOPs are those the step
+needs: per token ``6 N`` for full fine-tuning (forward 2N, backward 4N, N = the weights
+of the decoder's matrix multiplies) and ``4 N + 2 N_trainable`` for sparse fine-tuning
+(frozen weights need no weight gradient), plus the LM head's ``6 H`` (full) or ``4 H``
+(sparse: the tied head is frozen) on each position it runs on. MFU is achieved model
 FLOP/s over the measured peak of a 512x576 @ 576x1536 matmul in the same dtype and
 thread count.
 
@@ -67,14 +72,28 @@ def matmul_params(model: torch.nn.Module, trainable_only: bool = False) -> int:
     return total
 
 
-def run(model, tok, items, cfg, steps: int, bf16: bool) -> dict:
+def every_position_ce(model, inputs):
+    """The answer CE through the model's own ``labels`` path (LM head on every position)."""
+    loss = model(**inputs, use_cache=False).loss
+    return loss, {}
+
+
+def run(model, tok, items, cfg, steps: int, bf16: bool, head_everywhere: bool) -> dict:
     """One timed ``finetune`` call after an untimed warm-up step."""
     kw = dict(batch_size=8, lr=cfg.lr, use_context=True, max_length=512, bf16=bf16, seed=cfg.seed)
+    kw["step_loss"] = every_position_ce if head_everywhere else None
     finetune(model, tok, items[:8], steps=1, **kw)  # warm-up
     timed = items[8 : 8 + 8 * steps]  # one epoch of exactly `steps` batches
-    tokens = sum(len(e["input_ids"]) for e in build_examples(tok, timed, True, 512))
+    examples = build_examples(tok, timed, True, 512)
+    tokens = sum(len(e["input_ids"]) for e in examples)
+    answers = sum(sum(x != -100 for x in e["labels"]) for e in examples)
     fit = finetune(model, tok, timed, steps=steps, **kw)
-    return {"tokens": tokens, "seconds": fit["seconds"], "tokens_per_s": tokens / fit["seconds"]}
+    return {
+        "tokens": tokens,
+        "head_positions": tokens if head_everywhere else answers,
+        "seconds": fit["seconds"],
+        "tokens_per_s": tokens / fit["seconds"],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,7 +135,8 @@ def main(argv: list[str] | None = None) -> None:
         seed=cfg.seed,
     )
     trainable = sparse.select_trainable(initial, cfg.r)
-    n_all = matmul_params(base)
+    n_head = base.get_output_embeddings().weight.numel()
+    n_dec = matmul_params(base) - n_head
     rows = []
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -128,41 +148,51 @@ def main(argv: list[str] | None = None) -> None:
         )
         for mode in ("full", "sparse"):
             for dt in dtypes:
-                model = copy.deepcopy(base)
-                if mode == "sparse":
-                    sparse.freeze(model, trainable, train_embeddings=False)
-                n_train = matmul_params(model, trainable_only=True)
-                flops_tok = 6 * n_all if mode == "full" else 4 * n_all + 2 * n_train
-                r = run(model, tok, items, cfg, args.steps, bf16=dt == "bf16")
-                mfu = r["tokens_per_s"] * flops_tok / (peak[dt] * 1e9)
-                row = {
-                    "threads": threads,
-                    "mode": mode,
-                    "dtype": dt,
-                    **r,
-                    "gflop_per_token": flops_tok / 1e9,
-                    "peak_gflops": peak[dt],
-                    "mfu": mfu,
-                }
-                rows.append(row)
-                print(
-                    f"  {mode:6s} {dt}: {r['tokens_per_s']:6.1f} tok/s, MFU {mfu:.1%} "
-                    f"({r['tokens']} tokens in {r['seconds']:.1f} s)",
-                    flush=True,
-                )
-                del model
+                for everywhere in (False, True):
+                    model = copy.deepcopy(base)
+                    if mode == "sparse":
+                        sparse.freeze(model, trainable, train_embeddings=False)
+                    n_train = matmul_params(model, trainable_only=True)
+                    if mode == "full":
+                        dec, head = 6 * n_dec, 6 * n_head
+                    else:  # the tied head is frozen (train_embeddings=False)
+                        dec, head = 4 * n_dec + 2 * n_train, 4 * n_head
+                    r = run(model, tok, items, cfg, args.steps, dt == "bf16", everywhere)
+                    flops = r["tokens"] * dec + r["head_positions"] * head
+                    mfu = flops / r["seconds"] / (peak[dt] * 1e9)
+                    row = {
+                        "threads": threads,
+                        "mode": mode,
+                        "dtype": dt,
+                        "lm_head": "everywhere" if everywhere else "answers",
+                        **r,
+                        "gflop_per_token": flops / r["tokens"] / 1e9,
+                        "peak_gflops": peak[dt],
+                        "mfu": mfu,
+                    }
+                    rows.append(row)
+                    label = "LM head everywhere" if everywhere else "LM head on answers"
+                    print(
+                        f"  {mode:6s} {dt} {label:18s}: {r['tokens_per_s']:6.1f} tok/s, "
+                        f"MFU {mfu:.1%} ({r['tokens']} tokens in {r['seconds']:.1f} s)",
+                        flush=True,
+                    )
+                    del model
     if args.json:
         write_json(args.json, {"settings": {**cfg.to_dict(), "steps": args.steps}, "rows": rows})
     print(json.dumps({"rows": len(rows)}))
 
-    def tps(mode, dt, th):
+    def tps(mode, dt, th, head="answers"):
         return next(
             r["tokens_per_s"]
             for r in rows
-            if (r["mode"], r["dtype"], r["threads"]) == (mode, dt, th)
+            if (r["mode"], r["dtype"], r["threads"], r["lm_head"]) == (mode, dt, th, head)
         )
 
     th = 1 if 1 in args.threads else args.threads[0]
+    for mode in ("full", "sparse"):
+        gain = tps(mode, dtypes[0], th) / tps(mode, dtypes[0], th, "everywhere")
+        print(f"{mode} fine-tuning, LM head on answers / everywhere at {th} thread(s): {gain:.2f}x")
     if "bf16" not in dtypes:
         return
     print(

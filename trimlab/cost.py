@@ -21,8 +21,7 @@ it as one constant for an order-of-magnitude estimate). Then
 
 The symbols of Eq. 5 and 6 were lost in the text extraction of the paper; the forms
 above are rebuilt from its prose ("the time it takes to train L layers for one epoch
-is L t and E L t for E epochs", one layer dropped per epoch, two per epoch) and agree
-with ``shared/reference/method.md``. The paper's Figure 4 check, "at 50% compression,
+is L t and E L t for E epochs", one layer dropped per epoch, two per epoch). The paper's Figure 4 check, "at 50% compression,
 dropping two layers at a time with sparse update takes roughly the time of full FT for
 5 epochs", gives ``0.6 * T_2(32, 16) = 120 t`` against ``5 * 32 t = 160 t`` with
 L = 32 layers (3.75 epochs' worth): the same order, as the paper says "roughly".

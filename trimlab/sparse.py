@@ -17,7 +17,8 @@ Units come in two granularities:
   mean of its sub-layers' positions in :func:`trimlab.scoring.rank` (0 = least
   important); a block with one sub-layer left has that sub-layer's position.
 
-Embeddings and LM head: the authors' code always trains them (``method.md``, defect 6).
+Embeddings and LM head: the authors' code always trains them (defect 6 of the README's
+Correctness table).
 Here they are frozen by default, as the paper describes a sparse update of layers;
 ``train_embeddings=True`` trains every parameter *outside* the decoder blocks (token and
 position embeddings, the final norm, the LM head; a tied embedding / LM head is one
