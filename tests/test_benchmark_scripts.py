@@ -61,6 +61,7 @@ def test_reference_rows_share_data_budget_and_size(reference_run):
     assert kd["heal"] == "kd" and kd["teacher"] == str(out / "full_ft" / "model")
     assert rows["trimllm_kd"]["steps"] == trimllm["steps"]
     assert len(rows["trimllm"]["correct"]) == 8 and rows["trimllm"]["chance"] > 0
+    assert rows["trimllm"]["compute_dtype"] == "fp32"  # the ci profile pins fp32
 
 
 def test_reference_resumes_without_recomputing(reference_run):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from trimlab import accounting, stats, surgery
 from trimlab.evaluate import choice_logliks, predictions, summarize, validate_items
-from trimlab.runtime import autocast, model_device
+from trimlab.runtime import autocast, compute_dtype, model_device
 
 LABELS = {
     "zero_shot": "zero-shot",
@@ -36,12 +36,13 @@ def eval_metrics(model, tokenizer, items, config, use_context: bool | None = Non
     budget, compute dtype and (unless given) context use: the one way every results
     table scores a model. ``config`` is a :class:`trimlab.TrimConfig` (or a profile).
 
-    Also returns ``correct`` (0/1 per item, in item order, for paired comparisons) and
-    ``chance`` (the accuracy of uniform guessing on these items).
+    Also returns ``correct`` (0/1 per item, in item order, for paired comparisons),
+    ``chance`` (the accuracy of uniform guessing on these items) and ``compute_dtype``.
     """
     items = validate_items(items)
     ctx = config.use_context if use_context is None else use_context
-    with autocast(getattr(config, "dtype", "fp32"), model_device(model)):
+    dtype = compute_dtype(getattr(config, "dtype", "fp32"), model_device(model))
+    with autocast(dtype, model_device(model)):
         logliks = choice_logliks(
             model,
             tokenizer,
@@ -52,7 +53,13 @@ def eval_metrics(model, tokenizer, items, config, use_context: bool | None = Non
         )
     preds = predictions(logliks)
     correct = [int(p == int(it["answer"])) for p, it in zip(preds, items, strict=True)]
-    return {**summarize(items, logliks), "correct": correct, "chance": stats.chance_level(items)}
+    chance = stats.chance_level(items)
+    return {
+        **summarize(items, logliks),
+        "correct": correct,
+        "chance": chance,
+        "compute_dtype": dtype,
+    }
 
 
 def measure(model, tokenizer, items, config, use_context: bool, decode: bool = False) -> dict:
