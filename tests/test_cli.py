@@ -34,7 +34,7 @@ def test_bad_input_is_one_clear_line(argv, match, capsys, tmp_path, monkeypatch)
 
 
 @pytest.mark.skipif(not HAVE_DATA, reason="needs TRIMLAB_DATA_DIR")
-def test_eval_and_demo_run_on_the_ci_profile(capsys, tmp_path):
+def test_eval_and_zero_shot_run_on_the_ci_profile(capsys, tmp_path):
     assert cli.main(["--profile", "ci", "eval", "--domain", "sciq", "--n", "6"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["n"] == 6 and 0 <= out["acc"] <= 1
@@ -42,7 +42,7 @@ def test_eval_and_demo_run_on_the_ci_profile(capsys, tmp_path):
     argv = [
         "--profile",
         "ci",
-        "demo",
+        "zero-shot",
         "--n",
         "4",
         "--datasets",
@@ -50,8 +50,6 @@ def test_eval_and_demo_run_on_the_ci_profile(capsys, tmp_path):
         "piqa",
         "--json",
         str(rows),
-        "--trim-target",
-        "none",
     ]
     assert cli.main(argv) == 0
     table = capsys.readouterr().out
@@ -88,3 +86,17 @@ def test_results_markdown(tmp_path):
     md = markdown(load_rows(tmp_path))
     assert "| TrimLLM (50%) | 0.600 | 75% |" in md
     assert "| full fine-tuning | 0.800 | 100% |" in md
+
+
+def test_demo_is_the_open_book_kd_run(monkeypatch, tmp_path):
+    """``trimlab demo`` calls trimlab.demo.run with the demo's configuration (the run
+    itself is tested in tests/test_demo.py)."""
+    from trimlab import demo
+
+    seen = {}
+    monkeypatch.setattr(demo, "run", lambda out, cfg, **kw: seen.update(out=out, cfg=cfg, **kw))
+    argv = ["--profile", "ci", "demo", "--n", "5", "--out", str(tmp_path), "--target", "2"]
+    assert cli.main(argv) == 0
+    cfg = seen["cfg"]
+    assert (cfg.heal, cfg.use_context, cfg.eval_items, cfg.profile) == ("kd", True, 5, "ci")
+    assert seen["target"] == "2" and seen["teacher_steps"] == 20 and seen["out"] == str(tmp_path)

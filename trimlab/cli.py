@@ -1,7 +1,10 @@
 """The ``trimlab`` command (also ``python -m trimlab``).
 
-* ``trimlab demo`` -- the README's main job on the embedded default: load the profile's
-  model and evaluate it zero-shot on each dataset's test split, printing a table.
+* ``trimlab demo`` -- the README's main job: a short TrimLLM run in the paper's setting
+  (open-book SciQ), healed by distillation from a full-FT teacher, with accuracy and size
+  before and after (:mod:`trimlab.demo`).
+* ``trimlab zero-shot`` -- the profile's model evaluated zero-shot on each dataset's test
+  split, printing a table.
 * ``trimlab eval`` -- evaluate one model on one dataset or domain.
 * ``trimlab trim`` -- TrimLLM end to end; writes the trimmed model, ``history.json`` and
   a report (test accuracy, sizes and decode speed, before and after). Resumes when
@@ -36,7 +39,7 @@ def _row(name: str, context: bool, r: dict, seconds: float) -> str:
     )
 
 
-def demo(args: argparse.Namespace) -> int:
+def zero_shot(args: argparse.Namespace) -> int:
     """Zero-shot accuracy of the profile's model on every dataset's test split."""
     prof = get_profile(args.profile)
     n = args.n or prof.eval_items
@@ -73,16 +76,19 @@ def demo(args: argparse.Namespace) -> int:
                 f,
                 indent=2,
             )
-    if args.trim_target in (None, "", "0", "none"):
-        return 0
-    print(f"\nTrimLLM, short run: science domain, target {args.trim_target} sub-layers removed")
-    trim_args = build_parser().parse_args(
-        [*(["--profile", args.profile] if args.profile else []), "trim", "--domain", "science"]
-        + ["--target", str(args.trim_target), "--out", args.trim_out]
-        + (["--model", args.model] if args.model else [])
-        + (["--n", str(args.n)] if args.n else [])
-    )
-    return trim_cmd(trim_args)
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    """The main job: open-book SciQ, a full-FT teacher, TrimLLM healed by KD."""
+    from trimlab.demo import demo_config, run
+
+    overrides = {"model": args.model} if args.model else {}
+    if args.n:
+        overrides["eval_items"] = args.n
+    cfg = demo_config(args.profile, **overrides)
+    run(args.out, cfg, target=args.target, teacher_steps=args.teacher_steps)
+    return 0
 
 
 def eval_cmd(args: argparse.Namespace) -> int:
@@ -198,16 +204,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile", choices=PROFILE_NAMES, help="default: $TRIMLAB_PROFILE or by device"
     )
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="zero-shot table of the default model on every dataset")
+    d = sub.add_parser("demo", help="short TrimLLM run, open-book SciQ, healed by distillation")
     d.add_argument("--model", help="model name (default: the profile's)")
-    d.add_argument("--n", type=int, help="test items per dataset (default: the profile's)")
-    d.add_argument("--datasets", nargs="*", help=f"default: {' '.join(DEMO_DATASETS)}")
-    d.add_argument("--json", help="also write the rows to this JSON file")
-    d.add_argument(
-        "--trim-target", default="4", help="short TrimLLM run after the table ('none' skips)"
-    )
-    d.add_argument("--trim-out", default="runs/demo-trim", help="run directory of the short trim")
+    d.add_argument("--n", type=int, help="test items (default 100)")
+    d.add_argument("--target", default="4", help="sub-layers to remove (int) or 'P%%'")
+    d.add_argument("--teacher-steps", type=int, default=20, help="full fine-tuning steps")
+    d.add_argument("--out", default="runs/demo", help="run directory (resumed when it exists)")
     d.set_defaults(func=demo)
+    z = sub.add_parser("zero-shot", help="zero-shot table of the default model on every dataset")
+    z.add_argument("--model", help="model name (default: the profile's)")
+    z.add_argument("--n", type=int, help="test items per dataset (default: the profile's)")
+    z.add_argument("--datasets", nargs="*", help=f"default: {' '.join(DEMO_DATASETS)}")
+    z.add_argument("--json", help="also write the rows to this JSON file")
+    z.set_defaults(func=zero_shot)
     e = sub.add_parser("eval", help="evaluate a model on a dataset or domain")
     e.add_argument("--model")
     e.add_argument("--domain", required=True, help="dataset or domain name")
