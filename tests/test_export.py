@@ -171,10 +171,25 @@ def test_llamacpp_runs_the_tiny_export_as_trimlab_does(tmp_path, drops):
     report = export.export_gguf(model, smol_tokenizer(), tmp_path / "m.gguf")
     assert report["arch"] == ("llama" if len(drops) < 3 else "deci")
     assert report["tensor_types"] == {"F32": report["tensor_types"]["F32"]}
-    llm = llamacpp.load(tmp_path / "m.gguf", n_ctx=128, threads=1)
+    llm = llamacpp.load(tmp_path / "m.gguf", n_ctx=128, threads=1, kv_f32=True)
     ids = list(range(1000, 1060))
     diff = np.abs(llamacpp.logits(llm, ids) - torch_logits(model, ids)).max()
-    assert diff < 0.01, diff  # llama.cpp keeps the KV cache in f16
+    assert diff < 1e-3, diff
+
+
+def test_llamacpp_still_needs_the_stand_ins(tmp_path):
+    """The two engine defects of docs/llamacpp-upstream.md, as they stand in the locked
+    llama.cpp. When this test fails, the engine is fixed: export without stand-ins."""
+    tok = smol_tokenizer()
+    ids = list(range(1000, 1040))
+    model, _ = tiny(["1.mlp"], vocab=49152)  # attention but no MLP: its output is lost
+    export.export_gguf(model, tok, tmp_path / "mlp.gguf", stand_ins=False)
+    llm = llamacpp.load(tmp_path / "mlp.gguf", n_ctx=128, threads=1, kv_f32=True)
+    assert np.abs(llamacpp.logits(llm, ids) - torch_logits(model, ids)).max() > 0.1
+    model, _ = tiny(["0.attn"], vocab=49152)  # head sizes taken from layer 0
+    export.export_gguf(model, tok, tmp_path / "attn0.gguf", stand_ins=False)
+    with pytest.raises(ValueError, match="Failed to load model"):
+        llamacpp.load(tmp_path / "attn0.gguf", n_ctx=128, threads=1)
 
 
 def test_quantized_exports_keep_the_layout(tmp_path):
@@ -223,7 +238,8 @@ def sciq():
 @pytest.fixture(scope="module")
 def exported(smol, tmp_path_factory):
     """``{form: (trimmed fp32 model, llama.cpp model)}``, each through save_trimmed and
-    ``trimlab export DIR --format gguf`` (made on first use)."""
+    ``trimlab export DIR --format gguf`` (made on first use); llama.cpp runs f32 weights
+    with an f32 KV cache, the setting that compares with trimlab's fp32 forward."""
     from trimlab.bench.variants import trimmed_copy
 
     base, tok = smol
@@ -234,7 +250,8 @@ def exported(smol, tmp_path_factory):
             model = trimmed_copy(base, FORMS[form])
             folder = checkpoint.save_trimmed(model, tok, tmp_path_factory.mktemp(form) / "ckpt")
             assert cli_main(["export", str(folder), "--format", "gguf"]) == 0
-            made[form] = (model, llamacpp.load(folder / "model-f32.gguf", n_ctx=512, threads=2))
+            llm = llamacpp.load(folder / "model-f32.gguf", n_ctx=512, threads=2, kv_f32=True)
+            made[form] = (model, llm)
         return made[form]
 
     return get
@@ -248,6 +265,7 @@ def test_smollm2_llamacpp_logits_and_greedy_agree(form, smol, exported):
     for prompt in PROMPTS:
         ids = tok(prompt)["input_ids"]
         diff = np.abs(llamacpp.logits(llm, ids) - torch_logits(model, ids)).max()
+        print(f"{form}: max abs logit difference {diff:.4f} over {len(ids)} positions")
         assert diff < 0.05, f"{form}: max abs logit difference {diff:.4f} on {prompt!r}"
         with torch.no_grad():
             seq = model.generate(
@@ -273,6 +291,7 @@ def test_smollm2_llamacpp_sciq_predictions_agree(form, smol, exported, sciq):
     )
     theirs = predictions(llamacpp.choice_logliks(llm, encode_items(tok, sciq, False, 256)))
     same = sum(a == b for a, b in zip(ours, theirs))
+    print(f"{form}: llama.cpp and trimlab.evaluate pick the same choice on {same} of 100")
     assert same >= 99, f"{form}: llama.cpp agrees with trimlab.evaluate on {same} of 100"
 
 

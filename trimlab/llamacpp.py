@@ -128,10 +128,22 @@ def quantize(src: Path, dst: Path, kind: str, threads: int | None = None) -> Non
         raise RuntimeError(f"llama.cpp could not quantize {src} to {kind} (code {rc})")
 
 
-def load(path: str | os.PathLike, n_ctx: int = 512, threads: int | None = None, **kwargs):
-    """A ``llama_cpp.Llama`` for GGUF ``path``, quiet, with logits for every position."""
+def load(
+    path: str | os.PathLike,
+    n_ctx: int = 512,
+    threads: int | None = None,
+    kv_f32: bool = False,
+    **kwargs,
+):
+    """A ``llama_cpp.Llama`` for GGUF ``path``, quiet, with logits for every position.
+
+    ``kv_f32`` keeps the KV cache in f32 rather than llama.cpp's default f16, for
+    comparisons with an fp32 forward; ``kwargs`` go to ``llama_cpp.Llama``.
+    """
     import llama_cpp
 
+    if kv_f32:
+        kwargs |= {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32}
     return llama_cpp.Llama(
         model_path=str(path),
         n_ctx=n_ctx,
