@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--peak-only", action="store_true", help="only the matmul peaks")
     p.add_argument("--json", help="write the rows here")
-    add_config_args(p, ("profile", "model", "r", "seed"))
+    add_config_args(p, ("profile", "model", "r", "seed", "calib_items"))
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     if args.peak_only:
