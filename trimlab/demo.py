@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from transformers.utils import logging as hf_logging
+
 from trimlab import stats
 from trimlab.checkpoint import META_FILE, load_trimmed, save_trimmed, write_json
 from trimlab.config import TrimConfig
@@ -91,10 +93,18 @@ def run(
     log: Callable[[str], None] = print,
 ) -> dict:
     """The demo (see the module docstring); returns and writes ``out/report.json``."""
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no weight-loading bars between the demo's lines
+    try:
+        return _run(Path(out), config or demo_config(), target, teacher_steps, log)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _run(out: Path, cfg: TrimConfig, target, teacher_steps: int, log) -> dict:
     from trimlab.pipeline import trim
 
-    cfg = config or demo_config()
-    out = Path(out)
     test = load_domain(DOMAIN, "test", n=cfg.eval_items, seed=0)
     t0 = time.perf_counter()
     log(
