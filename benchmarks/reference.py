@@ -8,17 +8,22 @@ the compressed rows, the same final size (decoder-layer parameters kept).
 Rows:
 
 * ``zero_shot``: the untrimmed model;
-* ``trimllm``: sparse fine-tuning with progressive dropping to ``--target``, with the
-  model evaluated each time it first crosses one of ``--sizes`` (a trim run to that
-  size is deterministic and stops there, so this is exactly that run's model);
-* ``full_ft`` and ``sparse_ft``: fine-tuning without dropping, same total steps;
-* ``one_shot``: the trimllm run's sub-layers removed at once at the start, then the
-  same sparse fine-tuning for the same total steps;
-* ``trimllm_kd``: the trimllm run healed by distillation (``heal="kd"``) from the
-  ``full_ft`` row's model, the teacher of the same setting;
+* ``full_ft`` and ``sparse_ft``: fine-tuning without dropping, the same total steps as
+  ``trimlab`` (its planned rounds times ``--steps-per-round``, plus ``--final-steps``);
+  ``full_ft``'s model is the teacher of every ``heal="kd"`` row;
+* ``trimllm``: the paper's TrimLLM: sparse fine-tuning with progressive dropping to
+  ``--target`` by the ``both`` score, healed by the answer CE, every sub-layer re-scored
+  every round, no final heal. The model is evaluated each time it first crosses one of
+  ``--sizes`` (a trim run to that size is deterministic and stops there, so this is
+  exactly that run's model);
+* ``trimllm_kd``: the same run healed by distillation (``heal="kd"``);
+* ``trimlab``: the run the flags configure (``--score``, ``--heal``,
+  ``--scan-candidates``, ``--cost-aware``, ``--final-steps``, ...): trimlab's best;
+* ``one_shot``: ``trimlab``'s sub-layers (``trimllm``'s when ``trimlab`` is not among
+  the rows) removed at once at the start, then the flags' healing for the same steps;
 * ``random``, ``top``, ``bottom``: the paper's Table 3 rules, dropping progressively to
-  the same size with the same fine-tuning;
-* ``score_<method>``: trimming with another scoring method (``--methods``).
+  the same size with the flags' healing;
+* ``score_<method>``: the flags' run with another scoring method (``--methods``).
 
     python benchmarks/reference.py --domain science --target 50% --rows all
     python benchmarks/reference.py --context yes --max-length 512 ...   # open-book SciQ
@@ -27,30 +32,34 @@ Rows:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import time
 from pathlib import Path
 
 from trimlab import parse_target, scoring, sparse, surgery, trim
 from trimlab.checkpoint import save_trimmed, write_json
-from trimlab.config import add_config_args, config_from_args
+from trimlab.config import TrimConfig, add_config_args, config_from_args
 from trimlab.data import load_domain
-from trimlab.finetune import finetune
+from trimlab.heal import HealRound, get_heal, prepare_heal
 from trimlab.models import load_model
 from trimlab.results import measure
+from trimlab.target import planned_rounds
 
 ROWS = (
     "zero_shot",
-    "trimllm",
     "full_ft",
     "sparse_ft",
-    "one_shot",
+    "trimllm",
     "trimllm_kd",
+    "trimlab",
+    "one_shot",
     "random",
     "top",
     "bottom",
 )
+PAPER = dict(score="both", heal="ce", scan_candidates=None, cost_aware=False, final_steps=0)
+"""The paper's TrimLLM (the ``trimllm`` row), whatever the flags say."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,9 +107,22 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
 
-    def trim_row(row: str, score: str, **changes: object) -> dict:
+    teacher = str(out / "full_ft" / "model")
+
+    def row_config(row: str, **changes: object) -> TrimConfig:
+        """The row's run configuration; a KD row's teacher is the full_ft row's model."""
+        base = dataclasses.replace(cfg, **PAPER) if row.startswith("trimllm") else cfg
+        run = base.replace(**changes)
+        if run.heal == "kd" and run.teacher is None:
+            if done("full_ft") is None:
+                raise SystemExit(f"{row} heals by KD: it needs the full_ft row (the teacher)")
+            run = run.replace(teacher=teacher)
+        return run
+
+    def trim_row(row: str, **changes: object) -> dict:
         if (res := done(row)) is not None:
             return res
+        run = row_config(row, **changes)
         t0 = time.perf_counter()
         model, tok = load_model(cfg.model)
         sizes = [parse_target(s) for s in args.sizes]
@@ -121,103 +143,92 @@ def main(argv: list[str] | None = None) -> None:
             if snap_file(s).exists():
                 snaps[str(s)] = json.loads(snap_file(s).read_text())
         res = trim(
-            model,
-            tok,
-            args.domain,
-            args.target,
-            cfg.replace(score=score, **changes),
-            out_dir=out / row / "run",
-            callback=snapshot,
+            model, tok, args.domain, args.target, run, out_dir=out / row / "run", callback=snapshot
         )
         h = res.history
         result = {
             **measure(res.model, tok, test, cfg, ctx),
             "rounds": len(h.rounds),
-            "steps": sum(r.steps for r in h.rounds),
+            "steps": h.steps_done,
             "dropped": h.drop_sequence,
-            "trim_seconds": round(sum(r.seconds for r in h.rounds), 1),
+            "trim_seconds": round(
+                sum(r.seconds for r in h.rounds) + (h.final_heal or {}).get("seconds", 0), 1
+            ),
             "snapshots": snaps,
         }
         finish(row, result, t0)
         return result
 
-    def ft_row(row: str, budget: int, r: float, drop: list[str] | None = None) -> None:
+    def ft_row(row: str, run: TrimConfig, drop: list[str] | None = None) -> None:
+        """Fine-tuning without dropping (after removing ``drop`` at once), ``budget``
+        steps of ``run``'s heal step: all weights when ``run.r`` is 1, else the
+        trainable set a TrimLLM run would choose (Sec. 3.4)."""
         if done(row) is not None:
             return
         t0 = time.perf_counter()
         model, tok = load_model(cfg.model)
         if drop:
             surgery.drop(model, drop)
-        calib = load_domain(args.domain, "calib", n=cfg.calib_items, seed=cfg.seed + 1000)
-        if r < 1:  # the trainable set a TrimLLM run would choose (Sec. 3.4)
+        if run.r < 1:
+            calib = load_domain(args.domain, "calib", n=cfg.calib_items, seed=cfg.seed + 1000)
             s = scoring.score(
                 model,
                 tok,
                 calib,
-                method=cfg.select_score,
-                seed=cfg.seed,
+                method=run.select_score,
+                seed=run.seed,
                 use_context=ctx,
-                batch_size=cfg.batch_size,
-                max_length=cfg.max_length,
+                batch_size=run.batch_size,
+                max_length=run.max_length,
             )
-            sparse.freeze(model, sparse.select_trainable(s, r), train_embeddings=False)
+            sparse.freeze(model, sparse.select_trainable(s, run.r), train_embeddings=False)
         else:
             for prm in model.parameters():
                 prm.requires_grad_(True)
-        # the same schedule as the trim rows: cfg.lr_schedule over the whole budget
-        fit = finetune(
-            model,
-            tok,
-            train,
-            steps=budget,
-            batch_size=cfg.batch_size,
-            lr=cfg.lr,
-            seed=cfg.seed + 1,
-            use_context=ctx,
-            max_length=cfg.max_length,
-            lr_schedule=cfg.lr_schedule,
-            warmup_steps=cfg.warmup_steps,
-            total_steps=budget,
-            progress=False,
-        )
-        save_trimmed(model, tok, out / row / "model")  # for benchmarks/pareto.py
+        healer = get_heal(run.heal)
+        prepare_heal(healer, model, tok, run)
+        # one round over the whole budget: the run's LR schedule, seed + 1
+        where = HealRound(round=1, global_step=0, total_steps=budget)
+        fit = healer(model, tok, train, run.replace(steps_per_round=budget), where)
+        save_trimmed(model, tok, out / row / "model")  # for benchmarks/pareto.py, the teacher
         finish(
             row,
             {
                 **measure(model, tok, test, cfg, ctx),
                 "steps": budget,
+                "heal": run.heal,
                 "train_loss": fit["train_loss"],
                 "dropped": drop or [],
             },
             t0,
         )
 
+    model, tok = load_model(cfg.model)
+    budget = cfg.steps_per_round * planned_rounds(model, parse_target(args.target), cfg.drop_rate)
+    budget += cfg.final_steps
     if "zero_shot" in rows and done("zero_shot") is None:
         t0 = time.perf_counter()
-        model, tok = load_model(cfg.model)
         finish("zero_shot", measure(model, tok, test, cfg, ctx), t0)
-    ref = trim_row("trimllm", "both")
-    budget = ref["steps"]
+    del model
     if "full_ft" in rows:
-        ft_row("full_ft", budget, 1.0)
+        ft_row("full_ft", cfg.replace(r=1.0, heal="ce"))
     if "sparse_ft" in rows:
-        ft_row("sparse_ft", budget, cfg.r)
-    if "one_shot" in rows:
-        ft_row("one_shot", budget, cfg.r, drop=ref["dropped"])
+        ft_row("sparse_ft", cfg.replace(heal="ce"))
+    ref = trim_row("trimllm") if "trimllm" in rows else None
     if "trimllm_kd" in rows:
-        teacher = out / "full_ft" / "model"
-        if done("full_ft") is None or not teacher.exists():
-            raise SystemExit("trimllm_kd needs the full_ft row (its model is the teacher)")
-        trim_row("trimllm_kd", cfg.score, heal="kd", teacher=str(teacher))
+        trim_row("trimllm_kd", heal="kd")
+    best = trim_row("trimlab") if "trimlab" in rows else ref
+    if "one_shot" in rows:
+        if best is None:
+            raise SystemExit("one_shot removes trimlab's (or trimllm's) sub-layers: add that row")
+        ft_row("one_shot", row_config("one_shot"), drop=best["dropped"])
     for rule in ("random", "top", "bottom"):
         if rule in rows:
-            trim_row(rule, rule)
+            trim_row(rule, score=rule)
     for row in rows:
         if row.startswith("score_"):
-            trim_row(row, row.removeprefix("score_"))
-    print(
-        f"budget: {budget} steps per row ({math.ceil(budget / max(1, cfg.steps_per_round))} rounds)"
-    )
+            trim_row(row, score=row.removeprefix("score_"))
+    print(f"budget: {budget} steps per fine-tuning row")
 
 
 if __name__ == "__main__":

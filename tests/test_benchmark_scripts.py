@@ -26,8 +26,10 @@ def reference_run(toy_domain, tmp_path_factory):
     mp.setenv("TRIMLAB_PROFILE", "ci")
     argv = (
         f"--domain {toy_domain} --target 2 --sizes 1 --eval-items 8 --calib-items 6 "
-        f"--steps-per-round 1 --drop-rate 1 --methods loglik "
-        f"--rows zero_shot trimllm full_ft one_shot trimllm_kd random score_loglik --out {out}"
+        f"--steps-per-round 1 --drop-rate 1 --methods loglik --heal kd --final-steps 1 "
+        f"--score loglik --scan-candidates 2 "
+        f"--rows zero_shot trimllm full_ft one_shot trimllm_kd trimlab random score_loglik "
+        f"--out {out}"
     ).split()
     script("reference").main(argv)
     yield out, argv
@@ -43,6 +45,7 @@ def test_reference_rows_share_data_budget_and_size(reference_run):
         "full_ft",
         "one_shot",
         "trimllm_kd",
+        "trimlab",
         "random",
         "score_loglik",
     }
@@ -51,9 +54,19 @@ def test_reference_rows_share_data_budget_and_size(reference_run):
     assert settings["test_items"] == 8
     trimllm = rows["trimllm"]
     assert trimllm["sublayers_removed"] == 2 and len(trimllm["dropped"]) == 2
-    assert rows["full_ft"]["steps"] == rows["one_shot"]["steps"] == trimllm["steps"]
-    assert rows["one_shot"]["dropped"] == trimllm["dropped"]
-    assert rows["one_shot"]["decoder_kept"] == pytest.approx(trimllm["decoder_kept"])
+    best = rows["trimlab"]
+    # the fine-tuning rows get trimlab's budget: its rounds, plus the final heal phase
+    assert rows["full_ft"]["steps"] == rows["one_shot"]["steps"] == best["steps"]
+    assert best["steps"] == trimllm["steps"] + 1
+    assert rows["one_shot"]["dropped"] == best["dropped"]
+    assert rows["one_shot"]["decoder_kept"] == pytest.approx(best["decoder_kept"])
+    assert rows["one_shot"]["heal"] == "kd" and rows["full_ft"]["heal"] == "ce"
+    paper = json.loads((out / "trimllm" / "run" / "history.json").read_text())["settings"]
+    assert (paper["score"], paper["heal"], paper["final_steps"]) == ("both", "ce", 0)
+    assert paper["scan_candidates"] is None
+    mine = json.loads((out / "trimlab" / "run" / "history.json").read_text())
+    assert mine["settings"]["score"] == "loglik" and mine["settings"]["heal"] == "kd"
+    assert mine["final_heal"]["steps"] == 1
     assert rows["random"]["sublayers_removed"] == rows["score_loglik"]["sublayers_removed"] == 2
     assert "1" in trimllm["snapshots"]  # the extra size, measured on the way
     assert (out / "full_ft" / "model").is_dir()  # saved for the Pareto plot, and the teacher

@@ -92,6 +92,18 @@ class TrimConfig:
     """Compute dtype of training, evaluation and scoring: ``fp32``, ``bf16`` (bf16
     autocast over fp32 master weights) or ``auto`` (bf16 where the hardware has fast
     bf16: :func:`trimlab.runtime.fast_bf16`). Exact-agreement runs pin ``fp32``."""
+    scan_candidates: int | None = None
+    """Re-scan only this many sub-layers per round: the least important by their latest
+    measurement (:func:`trimlab.schedule.candidates`); ``None`` re-scans all. Round 1
+    always scans all. Only the drop-one scans (``calibration``, ``loglik``, ``both``)."""
+    cost_aware: bool = False
+    """``loglik`` only: rank by log-likelihood lost per decoder parameter removed
+    (:func:`trimlab.schedule.cost_aware`), so an MLP must cost less than three attentions."""
+    final_steps: int = 0
+    """Healing steps after the last drop (a final heal phase; the LR schedule covers it)."""
+    group_by_length: bool = False
+    """Batch training examples of similar length (Trainer's length-grouped sampler):
+    less padding, the same examples; a different order than the random sampler."""
     accuracy_floor: float | None = None
     """Never drop below this calibration accuracy: a drop that would go under it is
     refused and the run stops there."""
@@ -146,7 +158,7 @@ class TrimConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("steps_per_round", "warmup_steps", "seed"):
+        for name in ("steps_per_round", "warmup_steps", "seed", "final_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
@@ -174,6 +186,17 @@ class TrimConfig:
             raise ValueError(f"teacher must be a directory path (str), got {self.teacher!r}")
         if not isinstance(self.lr, (int, float)) or self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.scan_candidates is not None and (
+            isinstance(self.scan_candidates, bool)
+            or not isinstance(self.scan_candidates, int)
+            or self.scan_candidates < self.drop_rate
+        ):
+            raise ValueError(
+                f"scan_candidates must be None or an integer >= drop_rate ({self.drop_rate}), "
+                f"got {self.scan_candidates!r}"
+            )
+        if self.cost_aware and self.score != "loglik":
+            raise ValueError(f"cost_aware needs score='loglik', got score={self.score!r}")
         if self.accuracy_floor is not None and not 0 <= self.accuracy_floor <= 1:
             raise ValueError(f"accuracy_floor must be in [0, 1], got {self.accuracy_floor!r}")
         return self
@@ -205,6 +228,10 @@ CONFIG_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "kd_hidden_weight": (("--kd-hidden-weight",), dict(type=float, help="KD: hidden MSE (0)")),
     "kd_topk": (("--kd-topk",), dict(type=int, help="KD: teacher logits cached per token")),
     "kd_cache": (("--kd-cache",), dict(choices=("yes", "no"), help="KD: cache the teacher")),
+    "scan_candidates": (("--scan-candidates",), dict(type=int, help="re-scan N per round")),
+    "cost_aware": (("--cost-aware",), dict(choices=("yes", "no"), help="loglik per parameter")),
+    "final_steps": (("--final-steps",), dict(type=int, help="heal steps after the last drop")),
+    "group_by_length": (("--group-by-length",), dict(choices=("yes", "no"), help="length batches")),
     "dtype": (("--dtype",), dict(choices=COMPUTE_DTYPES, help="compute dtype (profile's)")),
     "seed": (("--seed",), dict(type=int, help="seed (default 0)")),
 }
@@ -222,7 +249,7 @@ def add_config_args(parser, names: tuple[str, ...] | None = None) -> None:
 def config_from_args(args) -> TrimConfig:
     """The :class:`TrimConfig` of parsed flags (see :func:`add_config_args`)."""
     values = {n: getattr(args, n) for n in CONFIG_FLAGS if hasattr(args, n)}
-    for name in ("use_context", "kd_cache"):
+    for name in ("use_context", "kd_cache", "cost_aware", "group_by_length"):
         if values.get(name) is not None:
             values[name] = values[name] == "yes"
     return TrimConfig.from_profile(values.pop("profile", None), **values)

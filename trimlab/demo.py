@@ -27,10 +27,10 @@ from trimlab import stats
 from trimlab.checkpoint import META_FILE, load_trimmed, save_trimmed, write_json
 from trimlab.config import TrimConfig
 from trimlab.data import load_domain
-from trimlab.finetune import finetune
+from trimlab.heal import train_budget
 from trimlab.models import load_model
 from trimlab.results import measure
-from trimlab.runtime import compute_dtype, model_device
+from trimlab.runtime import compute_dtype
 
 DOMAIN = "science"
 DEMO_SETTINGS = dict(
@@ -62,21 +62,7 @@ def train_teacher(config: TrimConfig, folder: Path, steps: int, log=print) -> Pa
     model, tok = load_model(config.model)
     for p in model.parameters():
         p.requires_grad_(True)
-    train = load_domain(DOMAIN, "train")
-    fit = finetune(
-        model,
-        tok,
-        train,
-        steps=steps,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        seed=config.seed + 1,
-        use_context=config.use_context,
-        max_length=config.max_length,
-        lr_schedule=config.lr_schedule,
-        warmup_steps=config.warmup_steps,
-        bf16=compute_dtype(config.dtype, model_device(model)) == "bf16",
-    )
+    fit = train_budget(model, tok, load_domain(DOMAIN, "train"), config, steps)
     save_trimmed(model, tok, folder, domain=DOMAIN)
     log(
         f"teacher: {steps} steps of full fine-tuning, loss {fit['train_loss']:.3f}, "

@@ -92,8 +92,17 @@ def train_round(
         total_steps=where.total_steps,
         progress=progress,
         bf16=compute_dtype(config.dtype, model_device(model)) == "bf16",
+        group_by_length=config.group_by_length,
         **kw,
     )
+
+
+def train_budget(model, tokenizer, items, config: TrimConfig, steps: int) -> dict:
+    """Fine-tuning without dropping: ``steps`` steps of :func:`train_round` as one round
+    with its own LR schedule (the full-FT and sparse-FT rows, and a KD teacher). Trains
+    what is trainable now; seed ``config.seed + 1``, as round 1 of a trim run."""
+    where = HealRound(round=1, global_step=0, total_steps=steps)
+    return train_round(model, tokenizer, items, config.replace(steps_per_round=steps), where)
 
 
 class AnswerCE:

@@ -65,6 +65,8 @@ class History:
     stopped: str | None = None
     planned_rounds: int | None = None
     """Rounds the LR schedule is planned over (re-planned if the run needs more)."""
+    final_heal: dict | None = None
+    """The final heal phase after the last drop (``final_steps``): its report."""
 
     @property
     def drop_sequence(self) -> list[str]:
@@ -72,7 +74,8 @@ class History:
 
     @property
     def steps_done(self) -> int:
-        return sum(r.steps for r in self.rounds)
+        final = (self.final_heal or {}).get("steps", 0)
+        return sum(r.steps for r in self.rounds) + final
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write atomically."""

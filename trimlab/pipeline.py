@@ -11,6 +11,10 @@ Then, round after round:
    "adaptive" variant), unless that would break the accuracy floor;
 4. **check the target** (:mod:`trimlab.target`) and **checkpoint**.
 
+Then, with ``final_steps``, one last heal after the last drop. ``scan_candidates`` and
+``cost_aware`` change which sub-layers a round re-scores and how it ranks them
+(:mod:`trimlab.schedule`).
+
 Determinism and resume: round k heals with seed ``seed + k`` and samples calibration
 items with seed ``seed + 1000 + k``; the optimizer is fresh each round and the LR
 schedule is a function of the global step, planned over the rounds the target needs.
@@ -32,7 +36,7 @@ from accelerate import PartialState
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from trimlab import accounting, checkpoint, scoring, sparse, surgery
+from trimlab import accounting, checkpoint, schedule, scoring, sparse, surgery
 from trimlab.config import TrimConfig
 from trimlab.data import load_domain
 from trimlab.evaluate import evaluate
@@ -99,6 +103,7 @@ def trim(
             },
         )
     if history.stopped:
+        _final_heal(model, tokenizer, domain, cfg, healer, history, out, say)
         return TrimResult(model, tokenizer, history)
 
     def calib_sample(k: int) -> list[dict]:
@@ -129,7 +134,10 @@ def trim(
         fit = _heal(model, tokenizer, train_items, cfg, healer, history, k)
         train_seconds = time.perf_counter() - t0
         items = calib_sample(k)
-        scores = _score(model, tokenizer, items, cfg, cfg.score)
+        names = schedule.candidates(
+            [r.scores for r in history.rounds], surgery.sublayers(model), cfg.scan_candidates
+        )
+        scores = _score(model, tokenizer, items, cfg, cfg.score, names)
         to_drop = scoring.rank(scores)[: _need(model, tgt, cfg)]
         calib = scores.info.get("base") or _evaluate(model, tokenizer, items, cfg)
         after = _after(model, tokenizer, items, cfg, scores, to_drop)
@@ -166,15 +174,18 @@ def trim(
         if callback is not None:
             callback(rnd, history)
     bar.close()
+    _final_heal(model, tokenizer, domain, cfg, healer, history, out, say)
     return TrimResult(model, tokenizer, history)
 
 
 # ----------------------------------------------------------------------------- the steps
 
 
-def _score(model, tokenizer, items, cfg: TrimConfig, method: str) -> scoring.Scores:
+def _score(model, tokenizer, items, cfg: TrimConfig, method: str, names=None) -> scoring.Scores:
+    """``method``'s scores (of ``names`` only, when given); per parameter with
+    ``cost_aware`` (:func:`trimlab.schedule.cost_aware`)."""
     with autocast(cfg.dtype, model_device(model)):
-        return scoring.score(
+        scores = scoring.score(
             model,
             tokenizer,
             items,
@@ -183,7 +194,15 @@ def _score(model, tokenizer, items, cfg: TrimConfig, method: str) -> scoring.Sco
             use_context=cfg.use_context,
             batch_size=cfg.batch_size,
             max_length=cfg.max_length,
+            names=names,
         )
+    if not (cfg.cost_aware and method == cfg.score):
+        return scores
+    lls = {n: d["ll"] for n, d in scores.details.items()}
+    per_param = schedule.cost_aware(
+        scores.info["base"]["ll"], lls, accounting.sublayer_params(model)
+    )
+    return scoring.Scores(per_param, "loglik_per_param", scores.details, **scores.info)
 
 
 def _evaluate(model, tokenizer, items, cfg: TrimConfig) -> dict:
@@ -198,17 +217,34 @@ def _evaluate(model, tokenizer, items, cfg: TrimConfig) -> dict:
         )
 
 
-def _heal(model, tokenizer, items, cfg, healer: Heal, history: History, k: int):
-    """Freeze all but the trainable units still present, then heal for one round."""
+def _heal(model, tokenizer, items, cfg, healer: Heal, history: History, k: int, final=False):
+    """Freeze all but the trainable units still present, then heal for one round (or
+    the final phase: ``final_steps`` steps)."""
     sparse.freeze(model, history.trainable, cfg.granularity, cfg.train_embeddings)
     if not sparse.trainable_units(model, history.trainable, cfg.granularity):
         return {"train_loss": None, "steps": 0, "lr": None}  # every trainable unit dropped
     where = HealRound(
         round=k,
         global_step=history.steps_done,
-        total_steps=cfg.steps_per_round * history.planned_rounds,
+        total_steps=cfg.steps_per_round * history.planned_rounds + cfg.final_steps,
     )
+    if final:
+        cfg = cfg.replace(steps_per_round=cfg.final_steps)
     return healer(model, tokenizer, items, cfg, where)
+
+
+def _final_heal(model, tokenizer, domain, cfg, healer: Heal, history, out, say) -> None:
+    """The final heal phase: ``final_steps`` steps after the last drop (once; a resumed
+    run that stopped before it runs it), recorded in ``history.final_heal``."""
+    if cfg.final_steps == 0 or history.final_heal is not None:
+        return
+    t0 = time.perf_counter()
+    train = load_domain(domain, "train")
+    fit = _heal(model, tokenizer, train, cfg, healer, history, len(history.rounds) + 1, True)
+    history.final_heal = {**fit, "seconds": time.perf_counter() - t0}
+    say(f"final heal: {fit['steps']} steps, loss {fit['train_loss']}")
+    if out is not None:
+        _checkpoint(model, tokenizer, history, out, domain)
 
 
 def _need(model: PreTrainedModel, tgt: Target, cfg: TrimConfig) -> int:

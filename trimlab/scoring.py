@@ -248,8 +248,11 @@ def score(
     batch_size: int | None = None,
     progress: bool = False,
     max_length: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> Scores:
-    """Importance of every remaining sub-layer by ``method`` (one of :data:`METHODS`).
+    """Importance of every remaining sub-layer (or of ``names`` only) by ``method`` (one
+    of :data:`METHODS`). The drop-one scans (``calibration``, ``loglik``, ``both``) then
+    trial-drop ``names`` only; the other methods measure all and keep ``names``.
 
     ``batch_size`` and ``max_length`` (the token budget per input, truncated from the
     left as :func:`trimlab.evaluate.evaluate` does) apply to every pass: the drop-one
@@ -262,15 +265,17 @@ def score(
     """
     if method not in METHODS:
         raise ValueError(f"unknown score method {method!r}; choose one of {', '.join(METHODS)}")
+    if names is not None:
+        names = surgery.check_names(model, names)
     if method in ("random", "top", "bottom"):
-        return rule_scores(model, method, seed)
+        return _keep(rule_scores(model, method, seed), names)
     act_kw = dict(use_context=use_context, batch_size=batch_size, max_length=max_length)
     if method == "activation":
-        return activation_scores(model, tokenizer, items, **act_kw)
+        return _keep(activation_scores(model, tokenizer, items, **act_kw), names)
     if method == "block_influence":
-        return block_influence_scores(model, tokenizer, items, **act_kw)
+        return _keep(block_influence_scores(model, tokenizer, items, **act_kw), names)
     if method == "angular":
-        return angular_scores(model, tokenizer, items, **act_kw)
+        return _keep(angular_scores(model, tokenizer, items, **act_kw), names)
     calib = calibration_scores(
         model,
         tokenizer,
@@ -280,6 +285,7 @@ def score(
         batch_size=batch_size,
         progress=progress,
         max_length=max_length,
+        names=names,
     )
     if method == "calibration":
         return calib
@@ -289,3 +295,16 @@ def score(
     order = both_order(calib, act)
     details = {n: {**calib.details[n], "norm": act.details[n]["norm"]} for n in calib}
     return Scores({n: float(i) for i, n in enumerate(order)}, "both", details, **calib.info)
+
+
+def _keep(scores: Scores, names: Sequence[str] | None) -> Scores:
+    """``scores`` restricted to ``names`` (all when None)."""
+    if names is None:
+        return scores
+    kept = {n: scores[n] for n in names}
+    return Scores(
+        kept,
+        scores.method,
+        {n: scores.details[n] for n in names if n in scores.details},
+        **scores.info,
+    )

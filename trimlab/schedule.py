@@ -1,0 +1,90 @@
+"""Where a run spends its budget: which sub-layers to re-score, and how to rank them.
+
+TrimLLM re-scores every remaining sub-layer after every drop (Sec. 3.2), because
+drop-one sensitivities do not add up. The drop-one scan is the expensive part of a
+round (one evaluation of the calibration sample per candidate), so trimlab offers two
+levers on top of the paper's loop:
+
+* :func:`candidates`: re-scan only the ``n`` sub-layers that looked least important at
+  their latest measurement (``TrimConfig.scan_candidates``). The others keep their
+  older score and are not dropped this round. Round 1 scans all. Against a full re-scan
+  (the per-round scores of a full-scan run are exactly the counterfactual), the loss this
+  costs is measured by :func:`preselection_regret`.
+* :func:`cost_aware`: rank by log-likelihood lost per decoder parameter removed
+  (``TrimConfig.cost_aware``). The paper's A.5 hints at it: an MLP frees three times an
+  attention's parameters (in SmolLM2), so it is worth dropping at up to three times the
+  damage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from trimlab import families
+
+
+def _position(name: str) -> tuple[int, int]:
+    block, kind = families.parse_name(name)
+    return block, families.KINDS.index(kind)
+
+
+def latest_scores(rounds: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Each name's importance at its latest measurement (later rounds win)."""
+    latest: dict[str, float] = {}
+    for scores in rounds:
+        latest.update(scores)
+    return latest
+
+
+def candidates(
+    rounds: Sequence[Mapping[str, float]], remaining: Sequence[str], n: int | None
+) -> list[str] | None:
+    """The ``n`` names of ``remaining`` with the lowest latest importance in ``rounds``
+    (the ``scores`` of earlier rounds, oldest first), in forward order; names never
+    measured are always included. ``None`` (scan all) when ``n`` is None, when there is
+    no earlier round, or when ``n`` covers every remaining name."""
+    if n is None or not rounds or n >= len(remaining):
+        return None
+    latest = latest_scores(rounds)
+    never = [x for x in remaining if x not in latest]
+    seen = sorted((x for x in remaining if x in latest), key=lambda x: (latest[x], _position(x)))
+    return sorted(never + seen[: max(0, n - len(never))], key=_position)
+
+
+def cost_aware(
+    base_ll: float, lls: Mapping[str, float], params: Mapping[str, int]
+) -> dict[str, float]:
+    """Importance per parameter: ``(base_ll - ll_i) / params_i``, the mean correct-answer
+    log-likelihood lost without sub-layer i, per decoder parameter it holds (a gain
+    gives a negative importance: dropped first)."""
+    missing = sorted(set(lls) - set(params))
+    if missing:
+        raise ValueError(f"no parameter count for {missing[:3]}")
+    return {n: (base_ll - ll) / max(1, params[n]) for n, ll in lls.items()}
+
+
+def preselection_regret(rounds: Sequence[Mapping], n: int) -> list[dict]:
+    """How much re-scanning only ``n`` candidates would have cost a full-scan run.
+
+    ``rounds`` are the run's round records (``scores`` over every remaining sub-layer,
+    ``dropped``). Round k's full scores are what a full re-scan measures; the candidates
+    come from the scores before it. Per round: whether the chosen names were among the
+    candidates, and the regret, the mean importance of the best candidates minus that of
+    the names the full scan chose (0 when they agree), in the score's own units."""
+    out = []
+    history: list[Mapping[str, float]] = []
+    for rnd in rounds:
+        scores, chosen = rnd["scores"], rnd["dropped"]
+        cand = candidates(history, list(scores), n) if history else None
+        pool = list(scores) if cand is None else cand
+        best = sorted(scores[x] for x in pool)[: len(chosen)]
+        full = sorted(scores[x] for x in scores)[: len(chosen)]
+        out.append(
+            {
+                "round": rnd.get("round"),
+                "hit": all(x in pool for x in chosen),
+                "regret": (sum(best) - sum(full)) / max(1, len(chosen)),
+            }
+        )
+        history.append(scores)
+    return out
