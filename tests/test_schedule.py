@@ -29,8 +29,11 @@ FAST = dict(
 def test_candidates_are_the_lowest_latest_scores_in_forward_order():
     rounds = [{"0.attn": 1.0, "0.mlp": 5.0, "1.attn": 2.0, "1.mlp": 0.5}, {"1.attn": 9.0}]
     remaining = ["0.attn", "0.mlp", "1.attn", "1.mlp", "2.attn"]
-    # latest: 0.attn 1.0, 0.mlp 5.0, 1.attn 9.0 (round 2 wins), 1.mlp 0.5; 2.attn never seen
-    assert schedule.candidates(rounds, remaining, 3) == ["0.attn", "1.mlp", "2.attn"]
+    # ranks merge rounds on different scales: round 1 ranks 1.mlp 0, 0.attn 1, 1.attn 2,
+    # 0.mlp 3; round 2 re-ranks 1.attn alone (0); 2.attn was never measured
+    assert schedule.ranks(rounds[0]) == {"1.mlp": 0, "0.attn": 1, "1.attn": 2, "0.mlp": 3}
+    assert schedule.candidates(rounds, remaining, 3) == ["1.attn", "1.mlp", "2.attn"]
+    assert schedule.candidates(rounds, remaining, 4) == ["0.attn", "1.attn", "1.mlp", "2.attn"]
     assert schedule.candidates(rounds, remaining, None) is None
     assert schedule.candidates([], remaining, 2) is None  # round 1 scans all
     assert schedule.candidates(rounds, remaining, 5) is None
@@ -57,9 +60,11 @@ def test_preselection_regret_from_a_full_scan_history():
         }
         for r in rounds
     ]
-    got = schedule.preselection_regret(rounds, 1)
-    assert got[0] == {"round": 1, "hit": True, "regret": 0.0}  # round 1 scans all
-    # round 2: the one candidate is 0.mlp (latest 2.0 < 3.0), the full scan chose 1.attn
+    assert schedule.preselection_regret({}, rounds, 1)[0]["regret"] == 0.0  # nothing before
+    got = schedule.preselection_regret({"1.attn": 0.0, "0.attn": 1.0, "0.mlp": 2.0}, rounds, 1)
+    # round 1: the one candidate is 1.attn (initial rank 0), the full scan chose 0.attn
+    assert got[0] == {"round": 1, "hit": False, "regret": 2.0}
+    # round 2: 1.attn (rank 2 in round 1) trails 0.mlp (rank 1): the candidate is 0.mlp
     assert got[1] == {"round": 2, "hit": False, "regret": 4.0}
 
 
@@ -81,11 +86,11 @@ def test_scan_candidates_rescans_only_that_many(toy_domain):
     model, tok = tiny_model("llama")
     names = surgery.sublayers(model)
     h = trim(model, tok, toy_domain, 3, score="loglik", scan_candidates=2, **FAST).history
-    assert len(h.rounds[0].scores) == 8  # round 1: every sub-layer
-    for k, rnd in enumerate(h.rounds[1:], start=1):
+    for k, rnd in enumerate(h.rounds):
         gone = [n for r in h.rounds[:k] for n in r.dropped]
         remaining = [n for n in names if n not in gone]
-        want = schedule.candidates([r.scores for r in h.rounds[:k]], remaining, 2)
+        measured = [h.initial_scores] + [r.scores for r in h.rounds[:k]]
+        want = schedule.candidates(measured, remaining, 2)
         assert sorted(rnd.scores) == sorted(want) and rnd.dropped[0] in want
 
 

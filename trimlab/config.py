@@ -94,8 +94,8 @@ class TrimConfig:
     bf16: :func:`trimlab.runtime.fast_bf16`). Exact-agreement runs pin ``fp32``."""
     scan_candidates: int | None = None
     """Re-scan only this many sub-layers per round: the least important by their latest
-    measurement (:func:`trimlab.schedule.candidates`); ``None`` re-scans all. Round 1
-    always scans all. Only the drop-one scans (``calibration``, ``loglik``, ``both``)."""
+    measurement, the initial scores included (:func:`trimlab.schedule.candidates`);
+    ``None`` re-scans all. Only the drop-one scans (``calibration``, ``loglik``, ``both``)."""
     cost_aware: bool = False
     """``loglik`` only: rank by log-likelihood lost per decoder parameter removed
     (:func:`trimlab.schedule.cost_aware`), so an MLP must cost less than three attentions."""

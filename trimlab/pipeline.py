@@ -134,9 +134,8 @@ def trim(
         fit = _heal(model, tokenizer, train_items, cfg, healer, history, k)
         train_seconds = time.perf_counter() - t0
         items = calib_sample(k)
-        names = schedule.candidates(
-            [r.scores for r in history.rounds], surgery.sublayers(model), cfg.scan_candidates
-        )
+        measured = [history.initial_scores] + [r.scores for r in history.rounds]
+        names = schedule.candidates(measured, surgery.sublayers(model), cfg.scan_candidates)
         scores = _score(model, tokenizer, items, cfg, cfg.score, names)
         to_drop = scoring.rank(scores)[: _need(model, tgt, cfg)]
         calib = scores.info.get("base") or _evaluate(model, tokenizer, items, cfg)

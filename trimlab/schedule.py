@@ -6,8 +6,9 @@ round (one evaluation of the calibration sample per candidate), so trimlab offer
 levers on top of the paper's loop:
 
 * :func:`candidates`: re-scan only the ``n`` sub-layers that looked least important at
-  their latest measurement (``TrimConfig.scan_candidates``). The others keep their
-  older score and are not dropped this round. Round 1 scans all. Against a full re-scan
+  their latest measurement (``TrimConfig.scan_candidates``; round 1 goes by the initial
+  scores of the sparse-update choice). The others keep their older rank and are not
+  dropped this round. Against a full re-scan
   (the per-round scores of a full-scan run are exactly the counterfactual), the loss this
   costs is measured by :func:`preselection_regret`.
 * :func:`cost_aware`: rank by log-likelihood lost per decoder parameter removed
@@ -28,24 +29,34 @@ def _position(name: str) -> tuple[int, int]:
     return block, families.KINDS.index(kind)
 
 
-def latest_scores(rounds: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Each name's importance at its latest measurement (later rounds win)."""
-    latest: dict[str, float] = {}
+def ranks(scores: Mapping[str, float]) -> dict[str, int]:
+    """Each name's rank in ``scores``, 0 = least important (ties: forward position)."""
+    order = sorted(scores, key=lambda x: (scores[x], _position(x)))
+    return {x: i for i, x in enumerate(order)}
+
+
+def latest_ranks(rounds: Sequence[Mapping[str, float]]) -> dict[str, int]:
+    """Each name's rank at its latest measurement (later rounds win). Ranks, not the
+    scores themselves, so that rounds scored on different scales (the initial
+    ``both`` ranking, a round's ``loglik``) can be merged."""
+    latest: dict[str, int] = {}
     for scores in rounds:
-        latest.update(scores)
+        latest.update(ranks(scores))
     return latest
 
 
 def candidates(
     rounds: Sequence[Mapping[str, float]], remaining: Sequence[str], n: int | None
 ) -> list[str] | None:
-    """The ``n`` names of ``remaining`` with the lowest latest importance in ``rounds``
-    (the ``scores`` of earlier rounds, oldest first), in forward order; names never
-    measured are always included. ``None`` (scan all) when ``n`` is None, when there is
-    no earlier round, or when ``n`` covers every remaining name."""
+    """The ``n`` names of ``remaining`` with the lowest latest rank in ``rounds`` (the
+    scores of earlier measurements, oldest first: the initial scores, then each round's),
+    in forward order. Names never measured are always included. ``None`` (scan all)
+    when ``n`` is None, when nothing was measured before, or when ``n`` covers every
+    remaining name. A name not re-scanned keeps its older rank, so it rises to the
+    candidates as the ones ahead of it are dropped."""
     if n is None or not rounds or n >= len(remaining):
         return None
-    latest = latest_scores(rounds)
+    latest = latest_ranks(rounds)
     never = [x for x in remaining if x not in latest]
     seen = sorted((x for x in remaining if x in latest), key=lambda x: (latest[x], _position(x)))
     return sorted(never + seen[: max(0, n - len(never))], key=_position)
@@ -63,19 +74,22 @@ def cost_aware(
     return {n: (base_ll - ll) / max(1, params[n]) for n, ll in lls.items()}
 
 
-def preselection_regret(rounds: Sequence[Mapping], n: int) -> list[dict]:
+def preselection_regret(
+    initial: Mapping[str, float], rounds: Sequence[Mapping], n: int
+) -> list[dict]:
     """How much re-scanning only ``n`` candidates would have cost a full-scan run.
 
-    ``rounds`` are the run's round records (``scores`` over every remaining sub-layer,
-    ``dropped``). Round k's full scores are what a full re-scan measures; the candidates
-    come from the scores before it. Per round: whether the chosen names were among the
-    candidates, and the regret, the mean importance of the best candidates minus that of
-    the names the full scan chose (0 when they agree), in the score's own units."""
+    ``initial`` is the run's ``initial_scores``; ``rounds`` its round records
+    (``scores`` over every remaining sub-layer, ``dropped``). Round k's full scores are
+    what a full re-scan measures; the candidates come from the measurements before it.
+    Per round: whether the chosen names were among the candidates, and the regret, the
+    mean importance of the best candidates minus that of the names the full scan chose
+    (0 when they agree), in the score's own units."""
     out = []
-    history: list[Mapping[str, float]] = []
+    history: list[Mapping[str, float]] = [initial] if initial else []
     for rnd in rounds:
         scores, chosen = rnd["scores"], rnd["dropped"]
-        cand = candidates(history, list(scores), n) if history else None
+        cand = candidates(history, list(scores), n)
         pool = list(scores) if cand is None else cand
         best = sorted(scores[x] for x in pool)[: len(chosen)]
         full = sorted(scores[x] for x in scores)[: len(chosen)]
