@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     rows = list(ROWS) + [f"score_{m}" for m in args.methods] if args.rows == ["all"] else args.rows
+    unknown = [r for r in rows if r not in ROWS and not r.startswith("score_")]
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; choose from {', '.join(ROWS)}, score_<method>")
     book = "-open" if cfg.use_context else ""
     out = Path(args.out or f"runs/reference-{cfg.profile}{book}")
     out.mkdir(parents=True, exist_ok=True)

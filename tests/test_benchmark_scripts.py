@@ -167,3 +167,19 @@ def test_cli_and_benchmarks_build_equal_configurations(monkeypatch):
         ["trim", "--domain", "sciq", "--target", "2", "--out", "x", "--steps", "3", "--n", "20"]
     )
     assert (cli.trim_config(short).steps_per_round, cli.trim_config(short).eval_items) == (3, 20)
+
+
+def test_preselect_reads_a_committed_full_scan_history(capsys):
+    history = BENCHMARKS.parent / "docs/results/reference-cpu/score_loglik/history.json"
+    rows = script("preselect").main([str(history), "--n", "4", "60"])
+    assert [r["n"] for r in rows] == [4, 60]
+    assert rows[1]["hits"] == rows[1]["rounds"] and rows[1]["mean_regret"] == 0.0  # all
+    assert (
+        rows[0]["mean_regret"] >= 0.0 and "| score_loglik | loglik | 4 |" in capsys.readouterr().out
+    )
+
+
+def test_reference_refuses_unknown_rows(tmp_path):
+    with pytest.raises(SystemExit, match="unknown rows"):
+        script("reference").main(["--rows", "zero_shot trimlab", "--out", str(tmp_path)])
+    assert not any(tmp_path.iterdir())
