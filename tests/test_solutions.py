@@ -55,7 +55,10 @@ def test_stub_returning_none_is_not_yet(name, capsys):
     assert feedback.hint
     getattr(exercises, f"check_{name}")(stub)  # prints, never raises
     out = capsys.readouterr().out
-    assert out.startswith(f"not yet ({name})") and "hint:" in out
+    assert out.startswith(f"not yet ({name})") and "hint:" not in out  # only on request
+    assert f"check_{name}(your_function, hint=True)" in out
+    getattr(exercises, f"check_{name}")(stub, hint=True)
+    assert "hint: " + feedback.hint in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", list(exercises.EXERCISES))

@@ -5,8 +5,8 @@ Each notebook has one to three exercises. The exercise cell holds a stub that re
 
     trimlab.exercises.check_calibration_importance(calibration_importance)
 
-A check prints one line that starts with ``passed`` or ``not yet``, followed by a hint
-when it is not yet right. It never raises (a stub that returns ``None`` or raises
+A check prints one line that starts with ``passed`` or ``not yet``. The hint appears on
+request: ``check_<name>(fn, hint=True)``. It never raises (a stub that returns ``None`` or raises
 ``NotImplementedError`` is reported as "not yet"), so a notebook runs top to bottom
 with the stubs in place. :func:`grade` returns the same verdict as a :class:`Feedback`
 object, for tests (``tests/test_solutions.py`` grades the instructor solutions in
@@ -42,11 +42,23 @@ from trimlab.exercises.nb00_setup import check_undroppable_share
 from trimlab.exercises.nb01_hypothesis import check_mlp_share, check_spearman
 from trimlab.exercises.nb02_scoring import (
     check_activation_importance,
+    check_activation_norm,
+    check_both_order,
     check_calibration_importance,
+    check_drop_one_scan,
 )
-from trimlab.exercises.nb03_surgery import check_blocks_removed, check_params_after_drop
+from trimlab.exercises.nb03_surgery import (
+    check_blocks_removed,
+    check_params_after_drop,
+    check_skip_mlp,
+)
 from trimlab.exercises.nb04_sparse_finetuning import check_n_trainable, check_select_trainable
-from trimlab.exercises.nb05_progressive_dropping import check_decoder_kept, check_drops_for_round
+from trimlab.exercises.nb05_progressive_dropping import (
+    check_decoder_kept,
+    check_drops_for_round,
+    check_kd_loss,
+    check_trim_loop,
+)
 from trimlab.exercises.nb06_ablations import check_rule_order
 from trimlab.exercises.nb07_speed import check_decode_speedup
 from trimlab.exercises.nb08_training_cost import check_eq5, check_eq6
@@ -85,12 +97,18 @@ __all__ = [
     "check_spearman",
     "check_calibration_importance",
     "check_activation_importance",
+    "check_drop_one_scan",
+    "check_activation_norm",
+    "check_both_order",
     "check_params_after_drop",
     "check_blocks_removed",
+    "check_skip_mlp",
     "check_n_trainable",
     "check_select_trainable",
     "check_drops_for_round",
     "check_decoder_kept",
+    "check_trim_loop",
+    "check_kd_loss",
     "check_rule_order",
     "check_decode_speedup",
     "check_eq5",

@@ -32,10 +32,19 @@ class Feedback:
     hint: str = ""
 
     def __str__(self) -> str:
+        return self.text(hint=True)
+
+    def text(self, hint: bool = False) -> str:
+        """The verdict; a "not yet" ends with the hint (``hint=True``) or says how to
+        ask for it."""
         if self.passed:
             return f"passed ({self.exercise}): {self.message}"
         text = f"not yet ({self.exercise}): {self.message}"
-        return text + (f"\n  hint: {self.hint}" if self.hint else "")
+        if not self.hint:
+            return text
+        if hint:
+            return f"{text}\n  hint: {self.hint}"
+        return f"{text}\n  (stuck? check_{self.exercise}(your_function, hint=True) shows a hint)"
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,27 @@ def fresh(arch: str = "llama", dropped: Sequence[str] = ()):
     return model
 
 
+def toy_items(n: int = 12, offset: int = 0) -> list[dict]:
+    """``n`` three-choice arithmetic items ("What is 3 plus 4?"), for the checks that
+    evaluate a tiny model (no data files needed)."""
+    items = []
+    for i in range(offset, offset + n):
+        a, b = i % 9 + 1, i // 9 + 1
+        items.append(
+            {
+                "id": f"toy-{i}",
+                "question": f"What is {a} plus {b}?",
+                "choices": [str(a + b), str(a + b + 1), str(a + b + 3)],
+                "answer": i % 3,
+                "context": None,
+            }
+        )
+    for item in items:  # put the right sum at the answer's place
+        right = item["choices"].pop(0)
+        item["choices"].insert(item["answer"], right)
+    return items
+
+
 DROP_CASES = [
     ((), ["1.mlp"]),
     ((), ["0.attn", "0.mlp"]),
@@ -136,14 +166,14 @@ def grade_exercise(ex: Exercise, fn: Callable) -> Feedback:
 def checker(ex: Exercise) -> Callable[[Callable], None]:
     """The ``check_<name>`` function of ``ex``: prints its :class:`Feedback`."""
 
-    def check(fn: Callable) -> None:
-        print(grade_exercise(ex, fn))
+    def check(fn: Callable, hint: bool = False) -> None:
+        print(grade_exercise(ex, fn).text(hint))
 
     check.__name__ = f"check_{ex.name}"
     check.__qualname__ = check.__name__
     check.__module__ = "trimlab.exercises"  # the public home: trimlab.exercises.check_<name>
     check.__doc__ = (
         f"Check your ``{ex.signature}`` (notebook {ex.notebook}); prints 'passed' or "
-        f"'not yet' with a hint. Never raises."
+        f"'not yet' (with a hint when ``hint=True``). Never raises."
     )
     return check

@@ -11,7 +11,16 @@ import copy
 from collections.abc import Callable
 
 from trimlab import accounting, surgery
-from trimlab.exercises.core import DROP_CASES, Exercise, Wrong, call, check_int, checker, fresh
+from trimlab.exercises.core import (
+    DROP_CASES,
+    Exercise,
+    NotYet,
+    Wrong,
+    call,
+    check_int,
+    checker,
+    fresh,
+)
 
 
 def _unchanged(model, before: list[str]) -> None:
@@ -78,4 +87,50 @@ BLOCKS_REMOVED = Exercise(
 )
 check_blocks_removed = checker(BLOCKS_REMOVED)
 
-CHAPTER_EXERCISES = (PARAMS_AFTER_DROP, BLOCKS_REMOVED)
+
+# --- skip_mlp: the exact skip itself ----------------------------------------------------------
+
+
+def _grade_skip_mlp(fn: Callable) -> tuple[bool, str]:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 256, (2, 9), generator=gen)
+    for block in (1, 3):
+        mine, lib = fresh("llama"), fresh("llama")
+        original = type(mine.model.layers[block].mlp)
+        out = fn(mine, block)
+        if out is None and type(mine.model.layers[block].mlp) is original:
+            raise NotYet("your function returned None and left the MLP in place: write its body")
+        if out is not None and out is not mine:
+            raise Wrong("change the model in place (return it, or nothing)")
+        surgery.drop(lib, f"{block}.mlp")
+        with torch.no_grad():
+            a, b = mine(input_ids=ids).logits, lib(input_ids=ids).logits
+        if not torch.equal(a, b):
+            diff = float((a - b).abs().max())
+            raise Wrong(
+                f"block {block}: your logits differ from trimlab.drop's by up to {diff:.3g}; "
+                "the MLP's place must add exactly zero to the residual stream"
+            )
+        have, want = accounting.param_count(mine), accounting.param_count(lib)
+        if have != want:
+            raise Wrong(
+                f"block {block}: your model keeps {have - want:,} parameters that trimlab.drop "
+                "frees: the MLP's weights and the norm that only feeds it must go"
+            )
+    return True, "torch.equal to trimlab.drop, and the MLP's weights and its norm are freed"
+
+
+SKIP_MLP = Exercise(
+    name="skip_mlp",
+    notebook="03_surgery",
+    signature="skip_mlp(model, block) -> None",
+    hint="blk = model.model.layers[block]; set blk.mlp to a module whose forward returns "
+    "torch.zeros_like(x) (or trimlab.surgery.DroppedMLP()), and blk.post_attention_layernorm "
+    "to torch.nn.Identity(): the norm only fed the MLP",
+    grader=_grade_skip_mlp,
+)
+check_skip_mlp = checker(SKIP_MLP)
+
+CHAPTER_EXERCISES = (PARAMS_AFTER_DROP, BLOCKS_REMOVED, SKIP_MLP)

@@ -68,4 +68,125 @@ DECODER_KEPT = Exercise(
 )
 check_decoder_kept = checker(DECODER_KEPT)
 
-CHAPTER_EXERCISES = (DROPS_FOR_ROUND, DECODER_KEPT)
+
+# --- trim_loop: the whole method, in about 15 lines -----------------------------------------
+
+_TOY = "exercise_toy"
+_TOY_DATASET = "exercise_toy_arith"
+
+
+def _toy_domain() -> str:
+    """Register the toy arithmetic items as a domain (once per process)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from trimlab import data
+    from trimlab.exercises.core import toy_items
+
+    if _TOY_DATASET not in data.dataset_names():
+        folder = Path(tempfile.mkdtemp(prefix="trimlab-exercise-"))
+        rows = [{**it, "subject": None} for it in toy_items(90)]
+        (folder / "toy.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        data.register_dataset(_TOY_DATASET, folder / "toy.jsonl", domain=_TOY, overwrite=True)
+    return _TOY
+
+
+def _grade_trim_loop(fn: Callable) -> tuple[bool, str]:
+    import torch
+
+    from trimlab import TrimConfig, sparse, trim
+    from trimlab.data import load_domain
+    from trimlab.exercises.nb02_scoring import _tok
+    from trimlab.heal import AnswerCE, HealRound
+
+    domain = _toy_domain()
+    rounds, drop_rate = 3, 2
+    cfg = TrimConfig.from_profile(
+        "ci",
+        score="loglik",
+        drop_rate=drop_rate,
+        steps_per_round=1,
+        calib_items=6,
+        batch_size=4,
+        lr=1e-3,
+        use_context=False,
+        max_length=128,
+    )
+    ref = trim(fresh("llama"), _tok(), domain, rounds * drop_rate, cfg, log=None).history
+    train = load_domain(domain, "train")
+
+    def calib_sample(k: int) -> list[dict]:
+        return load_domain(domain, "calib", n=cfg.calib_items, seed=cfg.seed + 1000 + k)
+
+    def heal(model, k: int) -> None:
+        sparse.freeze(model, ref.trainable, cfg.granularity, cfg.train_embeddings)
+        if not sparse.trainable_units(model, ref.trainable, cfg.granularity):
+            return  # every trainable unit was dropped: trim trains nothing either
+        where = HealRound(
+            k, (k - 1) * cfg.steps_per_round, cfg.steps_per_round * ref.planned_rounds
+        )
+        AnswerCE()(model, _tok(), train, cfg, where)
+
+    model = fresh("llama")
+    torch.manual_seed(0)
+    got = call(fn, model, _tok(), rounds, drop_rate, calib_sample, heal)
+    want = ref.drop_sequence
+    if list(got) != want:
+        raise Wrong(f"trimlab.trim dropped {want} (in this order), your loop {list(got)}")
+    if surgery.dropped(model) != want:
+        raise Wrong("return the names you dropped, and drop them from the model (trimlab.drop)")
+    return True, f"your loop drops what trimlab.trim drops: {', '.join(want)}"
+
+
+TRIM_LOOP = Exercise(
+    name="trim_loop",
+    notebook="05_progressive_dropping",
+    signature="trim_loop(model, tokenizer, rounds, drop_rate, calib_sample, heal) -> list[str]",
+    hint="for k = 1 .. rounds: heal(model, k); score the remaining sub-layers on "
+    "calib_sample(k) with trimlab.score(model, tokenizer, items, method='loglik', "
+    "use_context=False); drop the drop_rate first names of trimlab.rank(scores) with "
+    "trimlab.drop; collect them",
+    grader=_grade_trim_loop,
+)
+check_trim_loop = checker(TRIM_LOOP)
+
+# --- kd_loss: healing by distillation ---------------------------------------------------------
+
+
+def _grade_kd_loss(fn: Callable) -> tuple[bool, str]:
+    import torch
+
+    from trimlab.distill import kl_to_teacher
+
+    gen = torch.Generator().manual_seed(0)
+    for t in (1.0, 2.0, 0.5):
+        student = torch.randn(6, 11, generator=gen)
+        teacher = torch.randn(6, 11, generator=gen) * 2
+        want = float(kl_to_teacher(student, teacher, temperature=t))
+        got = call(fn, student.clone(), teacher.clone(), t)
+        got = float(got)
+        if close(got, want, 1e-4):
+            continue
+        backwards = float(kl_to_teacher(teacher, student, temperature=t))
+        if close(got, backwards, 1e-4):
+            raise Wrong(
+                f"T={t}: that is KL(student || teacher); distillation uses KL(teacher || student)"
+            )
+        if close(got * t * t, want, 1e-4):
+            raise Wrong(f"T={t}: right up to a factor T^2 = {t * t}: scale the KL by T^2")
+        raise Wrong(f"T={t}: expected {want:.6f}, got {got:.6f}")
+    return True, "T^2 KL(teacher || student) at temperature T, averaged over positions"
+
+
+KD_LOSS = Exercise(
+    name="kd_loss",
+    notebook="05_progressive_dropping",
+    signature="kd_loss(student_logits, teacher_logits, temperature) -> tensor",
+    hint="p = softmax(teacher / T), log q = log_softmax(student / T) over the last axis; "
+    "KL per position = sum p * (log p - log q); return T**2 times its mean over positions",
+    grader=_grade_kd_loss,
+)
+check_kd_loss = checker(KD_LOSS)
+
+CHAPTER_EXERCISES = (DROPS_FOR_ROUND, DECODER_KEPT, TRIM_LOOP, KD_LOSS)
