@@ -16,7 +16,7 @@ export TRIMLAB_DATA_DIR ?= $(abspath ../shared/data)
 endif
 NBVAL := --nbval notebooks/ --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: setup demo test lint test-latest lock
+.PHONY: setup demo test lint test-latest lock results
 
 setup: $(VENV)/.installed
 
@@ -35,6 +35,26 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 
 demo: setup
 	$(PY) -m trimlab demo
+
+# The reference tables (docs/RESULTS.md), every row its own resumable run under runs/:
+# rerunning skips finished rows and resumes trim runs from their last round. Hours of CPU
+# (see docs/RESULTS.md for each row's wall time); `make results ROWS="zero_shot full_ft"`
+# runs some rows only.
+REF := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) benchmarks/reference.py --profile cpu
+TRIMLAB_BEST := --score loglik --scan-candidates 12 --calib-items 64 --heal kd \
+	--final-steps 40 --group-by-length yes
+OPEN_BOOK := --context yes --max-length 512 --eval-items 1000 $(TRIMLAB_BEST)
+ROWS ?= zero_shot full_ft trimlab one_shot trimllm sparse_ft trimllm_kd random top bottom
+
+results: setup
+	$(REF) $(OPEN_BOOK) --target 50% --sizes 75% 60% --rows $(ROWS)
+	$(PY) scripts/publish_results.py runs/reference-cpu-open docs/results/reference-cpu-open
+	$(REF) --context no --eval-items 1000 $(TRIMLAB_BEST) --target 50% --sizes 75% 60% \
+		--rows $(ROWS) --out runs/reference-cpu-closed
+	$(PY) scripts/publish_results.py runs/reference-cpu-closed docs/results/reference-cpu-closed
+	$(REF) --domain piqa $(OPEN_BOOK) --target 50% --sizes 75% --rows zero_shot full_ft trimlab \
+		--out runs/reference-cpu-piqa-open
+	$(PY) scripts/publish_results.py runs/reference-cpu-piqa-open docs/results/reference-cpu-piqa-open
 
 lint: setup
 	$(PY) -m ruff check .

@@ -31,10 +31,11 @@ def test_environment_installs_the_project_from_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    assert {re.split(r"[=<> ]", d)[0] for d in conda} == {"python", "pip"}
-    assert "-e .[test]" in pip
+    # python and pip, plus what builds llama-cpp-python (the deploy extra)
+    assert {re.split(r"[=<> ]", d)[0] for d in conda} == {"python", "pip", "cmake", "cxx-compiler"}
+    assert "-e .[test,deploy]" in pip  # what `make setup` installs
     # the only other pip line is the CPU torch wheel, and pyproject's range admits it
-    others = [p for p in pip if p != "-e .[test]"]
+    others = [p for p in pip if p != "-e .[test,deploy]"]
     assert others == ["-c requirements.lock", "torch==2.13.0"]
     deps = pyproject()["project"]["dependencies"]
     torch_req = next(d for d in deps if d.startswith("torch"))
@@ -193,3 +194,11 @@ def test_makefile_regenerates_the_lock_after_the_latest_suite():
     makefile = (ROOT / "Makefile").read_text()
     assert "lock: test-latest" in makefile and "scripts/lock.py" in makefile
     assert "test-latest" not in (ROOT / ".ci" / "run").read_text()
+
+
+def test_changelog_has_an_entry_for_this_version():
+    import trimlab
+
+    text = (Path(__file__).resolve().parents[1] / "CHANGELOG.md").read_text()
+    versions = re.findall(r"^## (\d+\.\d+\.\d+) \(", text, flags=re.M)
+    assert versions and versions[0] == trimlab.__version__, (versions[:1], trimlab.__version__)

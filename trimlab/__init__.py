@@ -13,7 +13,7 @@ per module): **load** (:mod:`~trimlab.models`, :mod:`~trimlab.data`,
 by :func:`trim` (:mod:`~trimlab.pipeline`), plus the lab helpers.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from trimlab.accounting import (  # noqa: E402
     compression,
