@@ -12,11 +12,19 @@ another profile must not be committed: nbval in CI would fail). ``TRIMLAB_DATA_D
 defaults to ``../shared/data`` beside the checkout when that exists, as in the Makefile.
 Each notebook runs in its own kernel with the notebook's folder as working directory.
 The time of each notebook is printed; those are the "ci" times in the notebook headers.
+
+ipykernel 7 sometimes leaves an ``execute_request`` unread on its shell socket: the
+kernel sits idle and the runner waits for the 10-minute cell timeout (ipykernel issue
+1554: a reply sent on the socket can swallow the wake-up of a request that arrives at
+that moment). Any later message on that socket wakes it, so while a cell runs longer
+than a few seconds, :class:`NudgingClient` sends a ``kernel_info_request`` every few
+seconds; nbclient ignores the replies, which belong to no cell.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import time
@@ -35,10 +43,31 @@ def default_notebooks() -> list[Path]:
     return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
+class NudgingClient(NotebookClient):
+    """nbclient's client, which nudges the kernel's shell socket while a cell runs (see
+    the module docstring)."""
+
+    nudge_every = 3.0
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        async def nudge() -> None:
+            while True:
+                await asyncio.sleep(self.nudge_every)
+                self.kc.kernel_info()
+
+        task = asyncio.ensure_future(nudge())
+        try:
+            return await super().async_execute_cell(
+                cell, cell_index, execution_count, store_history
+            )
+        finally:
+            task.cancel()
+
+
 def execute(path: Path, timeout: int, kernel: str) -> float:
     """Run one notebook on a fresh kernel, write it back; return the seconds it took."""
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
+    client = NudgingClient(
         nb,
         timeout=timeout,
         kernel_name=kernel,

@@ -23,8 +23,9 @@ LABELS = {
     "full_ft": "full fine-tuning",
     "sparse_ft": "sparse fine-tuning (r = 0.25), no dropping",
     "trimllm": "TrimLLM",
-    "one_shot": "one-shot drop, then sparse fine-tuning",
     "trimllm_kd": "TrimLLM, healed by distillation from full FT",
+    "trimlab": "trimlab's best",
+    "one_shot": "one-shot drop, then sparse fine-tuning",
     "random": "rule-based: random",
     "top": "rule-based: top",
     "bottom": "rule-based: bottom",
@@ -141,11 +142,11 @@ def table_rows(rows: dict[str, dict]) -> list[dict]:
     for key in order:
         res = rows[key]
         label = LABELS.get(key, key.replace("score_", "TrimLLM, score = "))
-        if key == "trimllm":
+        if key in ("trimllm", "trimlab"):
             for size, snap in sorted(
                 res.get("snapshots", {}).items(), key=lambda kv: -float(kv[0].rstrip("%"))
             ):
-                out.append({**snap, "row": f"TrimLLM, first round at <= {size}", "seconds": None})
+                out.append({**snap, "row": f"{label}, first round at <= {size}", "seconds": None})
         out.append(
             {
                 **res,
