@@ -8,22 +8,12 @@ import json
 import pytest
 import torch
 
+from tests.test_trim import FAST
 from trimlab import TrimConfig, accounting, schedule, scoring, surgery, trim
 from trimlab.data import load_domain
 from trimlab.finetune import finetune
 from trimlab.heal import AnswerCE
 from trimlab.tiny import tiny_model
-
-FAST = dict(
-    steps_per_round=2,
-    calib_items=8,
-    batch_size=4,
-    lr=1e-3,
-    use_context=False,
-    max_length=96,
-    profile="ci",
-    log=None,
-)
 
 
 def test_candidates_are_the_lowest_latest_scores_in_forward_order():
