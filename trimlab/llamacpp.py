@@ -13,11 +13,14 @@ the ``gguf`` package on ``sys.path``.
 from __future__ import annotations
 
 import importlib.metadata as md
+import logging
 import os
 import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +117,26 @@ def convert(hf_dir: Path, out_file: Path, outtype: str = "f32") -> None:
         raise RuntimeError(f"llama.cpp's converter failed on {hf_dir}:\n{tail}")
 
 
+@contextmanager
+def quiet_engine() -> Iterator[None]:
+    """Silence llama.cpp's log lines: those it routes through the ``llama-cpp-python``
+    logger, and those it writes straight to file descriptor 2 (the quantizer's per-tensor
+    warnings, the KV-cache notes), which a Jupyter kernel would show as cell output."""
+    log = logging.getLogger("llama-cpp-python")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        log.setLevel(level)
+
+
 def quantize(src: Path, dst: Path, kind: str, threads: int | None = None) -> None:
     """Quantize GGUF ``src`` into ``dst`` with llama.cpp's own quantizer (``q8_0``, ``q4_k_m``)."""
     import llama_cpp
@@ -123,7 +146,8 @@ def quantize(src: Path, dst: Path, kind: str, threads: int | None = None) -> Non
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = QUANT_TYPES[kind]
     params.nthread = threads or 0
-    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
+    with quiet_engine():
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)
     if rc != 0:
         raise RuntimeError(f"llama.cpp could not quantize {src} to {kind} (code {rc})")
 
@@ -144,14 +168,15 @@ def load(
 
     if kv_f32:
         kwargs |= {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32}
-    return llama_cpp.Llama(
-        model_path=str(path),
-        n_ctx=n_ctx,
-        n_threads=threads,
-        logits_all=True,
-        verbose=False,
-        **kwargs,
-    )
+    with quiet_engine():
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            logits_all=True,
+            verbose=False,
+            **kwargs,
+        )
 
 
 # ----------------------------------------------------------------------------- running
