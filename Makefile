@@ -44,7 +44,8 @@ REF := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) benchmarks/reference.py --pr
 TRIMLAB_BEST := --score loglik --scan-candidates 12 --calib-items 64 --heal kd \
 	--final-steps 40 --group-by-length yes
 OPEN_BOOK := --context yes --max-length 512 --eval-items 1000 $(TRIMLAB_BEST)
-ROWS ?= zero_shot full_ft trimlab one_shot trimllm sparse_ft trimllm_kd random top bottom
+ROWS ?= zero_shot full_ft trimlab one_shot trimllm sparse_ft trimllm_kd ablate_score ablate_heal \
+	random top bottom
 
 results: setup
 	$(REF) $(OPEN_BOOK) --target 50% --sizes 75% 60% --rows $(ROWS)

@@ -23,7 +23,9 @@ Rows:
   the rows) removed at once at the start, then the flags' healing for the same steps;
 * ``random``, ``top``, ``bottom``: the paper's Table 3 rules, dropping progressively to
   the same size with the flags' healing;
-* ``score_<method>``: the flags' run with another scoring method (``--methods``).
+* ``score_<method>``: the flags' run with another scoring method (``--methods``);
+* ``ablate_score``, ``ablate_heal``: the ablation from ``trimllm`` to ``trimlab``, one
+  lever at a time (:data:`LEVERS`); not part of ``--rows all``.
 
     python benchmarks/reference.py --domain science --target 50% --rows all
     python benchmarks/reference.py --context yes --max-length 512 ...   # open-book SciQ
@@ -60,6 +62,15 @@ ROWS = (
 )
 PAPER = dict(score="both", heal="ce", scan_candidates=None, cost_aware=False, final_steps=0)
 """The paper's TrimLLM (the ``trimllm`` row), whatever the flags say."""
+LEVERS = {
+    "ablate_score": ("score", "scan_candidates", "cost_aware"),
+    "ablate_heal": ("score", "scan_candidates", "cost_aware", "heal"),
+}
+"""The ablation, one lever at a time from the paper's configuration (``trimllm``) to the
+flags' (``trimlab``): each row takes the flags' value of the settings listed (and the
+paper's for the rest). ``ablate_score``: the flags' scoring and its scan budget;
+``ablate_heal``: also their heal step; ``trimlab``: also the final heal phase. The
+support paragraphs are the fourth lever: the same rows with ``--context no``."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     rows = list(ROWS) + [f"score_{m}" for m in args.methods] if args.rows == ["all"] else args.rows
-    unknown = [r for r in rows if r not in ROWS and not r.startswith("score_")]
+    unknown = [r for r in rows if r not in ROWS and r not in LEVERS and not r.startswith("score_")]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; choose from {', '.join(ROWS)}, score_<method>")
     book = "-open" if cfg.use_context else ""
@@ -114,7 +125,12 @@ def main(argv: list[str] | None = None) -> None:
 
     def row_config(row: str, **changes: object) -> TrimConfig:
         """The row's run configuration; a KD row's teacher is the full_ft row's model."""
-        base = dataclasses.replace(cfg, **PAPER) if row.startswith("trimllm") else cfg
+        base = cfg
+        if row.startswith("trimllm"):
+            base = dataclasses.replace(cfg, **PAPER)
+        elif row in LEVERS:
+            paper = {k: v for k, v in PAPER.items() if k not in LEVERS[row]}
+            base = dataclasses.replace(cfg, **paper)
         run = base.replace(**changes)
         if run.heal == "kd" and run.teacher is None:
             if done("full_ft") is None:
@@ -220,6 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     ref = trim_row("trimllm") if "trimllm" in rows else None
     if "trimllm_kd" in rows:
         trim_row("trimllm_kd", heal="kd")
+    for row in LEVERS:
+        if row in rows:
+            trim_row(row)
     best = trim_row("trimlab") if "trimlab" in rows else ref
     if "one_shot" in rows:
         if best is None:

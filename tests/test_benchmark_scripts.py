@@ -29,6 +29,7 @@ def reference_run(toy_domain, tmp_path_factory):
         f"--steps-per-round 1 --drop-rate 1 --methods loglik --heal kd --final-steps 1 "
         f"--score loglik --scan-candidates 2 "
         f"--rows zero_shot trimllm full_ft one_shot trimllm_kd trimlab random score_loglik "
+        f"ablate_score "
         f"--out {out}"
     ).split()
     script("reference").main(argv)
@@ -48,6 +49,7 @@ def test_reference_rows_share_data_budget_and_size(reference_run):
         "trimlab",
         "random",
         "score_loglik",
+        "ablate_score",
     }
     settings = json.loads((out / "settings.json").read_text())
     assert settings["steps_per_round"] == 1 and settings["calib_items"] == 6
@@ -67,6 +69,9 @@ def test_reference_rows_share_data_budget_and_size(reference_run):
     mine = json.loads((out / "trimlab" / "run" / "history.json").read_text())
     assert mine["settings"]["score"] == "loglik" and mine["settings"]["heal"] == "kd"
     assert mine["final_heal"]["steps"] == 1
+    lever = json.loads((out / "ablate_score" / "run" / "history.json").read_text())["settings"]
+    assert (lever["score"], lever["scan_candidates"]) == ("loglik", 2)  # the flags' scoring
+    assert (lever["heal"], lever["final_steps"]) == ("ce", 0)  # the paper's heal
     assert rows["random"]["sublayers_removed"] == rows["score_loglik"]["sublayers_removed"] == 2
     assert "1" in trimllm["snapshots"]  # the extra size, measured on the way
     assert (out / "full_ft" / "model").is_dir()  # saved for the Pareto plot, and the teacher

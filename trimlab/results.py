@@ -24,6 +24,8 @@ LABELS = {
     "sparse_ft": "sparse fine-tuning (r = 0.25), no dropping",
     "trimllm": "TrimLLM",
     "trimllm_kd": "TrimLLM, healed by distillation from full FT",
+    "ablate_score": "ablation: TrimLLM + trimlab's scoring",
+    "ablate_heal": "ablation: TrimLLM + trimlab's scoring and heal step",
     "trimlab": "trimlab's best",
     "one_shot": "one-shot drop, then sparse fine-tuning",
     "random": "rule-based: random",
