@@ -105,6 +105,13 @@ def _tiny(arch: str = "llama"):
     return tiny_model(arch)[0]
 
 
+def tiny_tokenizer():
+    """The byte-level tokenizer of the tiny models."""
+    from trimlab.tiny import byte_tokenizer
+
+    return byte_tokenizer()
+
+
 def fresh(arch: str = "llama", dropped: Sequence[str] = ()):
     """A private copy of the tiny ``arch`` model, with sub-layers ``dropped`` removed."""
     model = copy.deepcopy(_tiny(arch))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from trimlab import surgery
-from trimlab.exercises.core import Exercise, Wrong, call, checker, close
+from trimlab.exercises.core import Exercise, Wrong, call, checker, close, tiny_tokenizer
 
 
 def _check_dict(got: object, want: dict[str, float], what: str) -> None:
@@ -77,9 +77,9 @@ def _grade_drop_one_scan(fn: Callable) -> tuple[bool, str]:
     model = fresh("llama")
     items = toy_items(9)
     names = ["0.attn", "1.mlp", "3.attn"]
-    _, want = scoring.scan(model, _tok(), items, names, use_context=False)
+    _, want = scoring.scan(model, tiny_tokenizer(), items, names, use_context=False)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    got = call(fn, model, _tok(), items, list(names))
+    got = call(fn, model, tiny_tokenizer(), items, list(names))
     if not isinstance(got, dict) or set(got) != set(names):
         raise Wrong(f"expected a dict over the names {names}, got {got!r}")
     if surgery.sublayers(model) != surgery.sublayers(fresh("llama")):
@@ -92,12 +92,6 @@ def _grade_drop_one_scan(fn: Callable) -> tuple[bool, str]:
                 f"without {name} the accuracy is {want[name]['acc']:.4f}, you gave {got[name]!r}"
             )
     return True, "your scan gives trimlab.scoring.scan's a_i, and the model comes back whole"
-
-
-def _tok():
-    from trimlab.tiny import byte_tokenizer
-
-    return byte_tokenizer()
 
 
 DROP_ONE_SCAN = Exercise(

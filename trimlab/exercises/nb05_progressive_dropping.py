@@ -12,7 +12,16 @@ import random
 from collections.abc import Callable
 
 from trimlab import accounting, scoring, surgery
-from trimlab.exercises.core import DROP_CASES, Exercise, Wrong, call, checker, close, fresh
+from trimlab.exercises.core import (
+    DROP_CASES,
+    Exercise,
+    Wrong,
+    call,
+    checker,
+    close,
+    fresh,
+    tiny_tokenizer,
+)
 
 # --- drops_for_round ------------------------------------------------------------------------
 
@@ -97,7 +106,6 @@ def _grade_trim_loop(fn: Callable) -> tuple[bool, str]:
 
     from trimlab import TrimConfig, sparse, trim
     from trimlab.data import load_domain
-    from trimlab.exercises.nb02_scoring import _tok
     from trimlab.heal import AnswerCE, HealRound
 
     domain = _toy_domain()
@@ -113,7 +121,7 @@ def _grade_trim_loop(fn: Callable) -> tuple[bool, str]:
         use_context=False,
         max_length=128,
     )
-    ref = trim(fresh("llama"), _tok(), domain, rounds * drop_rate, cfg, log=None).history
+    ref = trim(fresh("llama"), tiny_tokenizer(), domain, rounds * drop_rate, cfg, log=None).history
     train = load_domain(domain, "train")
 
     def calib_sample(k: int) -> list[dict]:
@@ -126,11 +134,11 @@ def _grade_trim_loop(fn: Callable) -> tuple[bool, str]:
         where = HealRound(
             k, (k - 1) * cfg.steps_per_round, cfg.steps_per_round * ref.planned_rounds
         )
-        AnswerCE()(model, _tok(), train, cfg, where)
+        AnswerCE()(model, tiny_tokenizer(), train, cfg, where)
 
     model = fresh("llama")
     torch.manual_seed(0)
-    got = call(fn, model, _tok(), rounds, drop_rate, calib_sample, heal)
+    got = call(fn, model, tiny_tokenizer(), rounds, drop_rate, calib_sample, heal)
     want = ref.drop_sequence
     if list(got) != want:
         raise Wrong(f"trimlab.trim dropped {want} (in this order), your loop {list(got)}")
