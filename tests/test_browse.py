@@ -50,3 +50,14 @@ def test_bad_folders_are_named(tmp_path):
         browse.run_histories(tmp_path / "missing")
     with pytest.raises(ValueError, match="holds no"):
         browse.run_histories(tmp_path)
+
+
+def test_retention_plot_of_the_committed_reference_table():
+    from trimlab import plots
+    from trimlab.results import load_rows
+
+    rows = load_rows(REFERENCE)
+    fig = plots.retention_plot(rows, title="docs/results/reference-cpu")
+    ax = fig.axes[0]
+    compressed = [r for r in rows.values() if r.get("decoder_kept", 1) < 0.999]
+    assert len(ax.get_legend_handles_labels()[1]) == len(compressed) + 1  # + the 90% line

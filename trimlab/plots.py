@@ -147,3 +147,44 @@ def pareto_plot(rows: Sequence[dict], title: str | None = None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def retention_plot(rows: dict[str, dict], reference: str = "full_ft", title: str | None = None):
+    """Retention against size: for every compressed row of a results table (and the
+    snapshots a trim row took on the way), accuracy over chance as a share of the
+    ``reference`` row's, against the decoder share kept, with the accuracy's 95% Wilson
+    interval carried through. ``rows`` is :func:`trimlab.results.load_rows`'s output.
+    The 90% line is the paper's claim. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    from trimlab import stats
+
+    ref = rows[reference]
+    chance = ref.get("chance", 0.25)
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for i, (name, row) in enumerate(rows.items()):
+        if row.get("decoder_kept", 1.0) >= 0.999:
+            continue
+        points = [row] + list(row.get("snapshots", {}).values())
+        points.sort(key=lambda p: p["decoder_kept"])
+        xs = [p["decoder_kept"] for p in points]
+        ys, lo, hi = [], [], []
+        for p in points:
+            low, high = stats.wilson(p["acc"] * p["n"], p["n"])
+            y = stats.retention(p["acc"], ref["acc"], chance)
+            ys.append(y)
+            lo.append(y - stats.retention(low, ref["acc"], chance))
+            hi.append(stats.retention(high, ref["acc"], chance) - y)
+        ax.errorbar(
+            xs, ys, yerr=[lo, hi], fmt="o-", ms=4, capsize=2, color=f"C{i % 10}", label=name
+        )
+    ax.axhline(0.9, color="k", ls="--", lw=1, label="90% of full FT (the paper's claim)")
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel("decoder parameters kept")
+    ax.set_ylabel(f"accuracy over chance, share of {reference}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
