@@ -13,6 +13,7 @@ the ``gguf`` package on ``sys.path``.
 from __future__ import annotations
 
 import importlib.metadata as md
+import io
 import logging
 import os
 import subprocess
@@ -20,7 +21,7 @@ import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 
 import numpy as np
@@ -127,8 +128,8 @@ def quiet_engine() -> Iterator[None]:
     log.setLevel(logging.ERROR)
     sys.stderr.flush()
     saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
+    try:  # the Python-level path too: llama-cpp-python's log callback prints to sys.stderr
+        with open(os.devnull, "w") as null, redirect_stderr(io.StringIO()):
             os.dup2(null.fileno(), 2)
             yield
     finally:
