@@ -11,9 +11,8 @@ Then, round after round:
    "adaptive" variant), unless that would break the accuracy floor;
 4. **check the target** (:mod:`trimlab.target`) and **checkpoint**.
 
-Then, with ``final_steps``, one last heal after the last drop. ``scan_candidates`` and
-``cost_aware`` change which sub-layers a round re-scores and how it ranks them
-(:mod:`trimlab.schedule`).
+Then, with ``final_steps``, one last heal. ``scan_candidates`` and ``cost_aware`` change
+which sub-layers a round re-scores and how it ranks them (:mod:`trimlab.schedule`).
 
 Determinism and resume: round k heals with seed ``seed + k`` and samples calibration
 items with seed ``seed + 1000 + k``; the optimizer is fresh each round and the LR
@@ -133,17 +132,9 @@ def trim(
             bar.total = history.planned_rounds
         fit = _heal(model, tokenizer, train_items, cfg, healer, history, k)
         train_seconds = time.perf_counter() - t0
-        items = calib_sample(k)
-        measured = [history.initial_scores] + [r.scores for r in history.rounds]
-        names = schedule.candidates(measured, surgery.sublayers(model), cfg.scan_candidates)
-        scores = _score(model, tokenizer, items, cfg, cfg.score, names)
-        to_drop = scoring.rank(scores)[: _need(model, tgt, cfg)]
-        calib = scores.info.get("base") or _evaluate(model, tokenizer, items, cfg)
-        after = _after(model, tokenizer, items, cfg, scores, to_drop)
-        refused = []
-        if cfg.accuracy_floor is not None and after["acc"] < cfg.accuracy_floor:
-            refused, to_drop = to_drop, []
-        surgery.drop(model, to_drop)
+        scores, calib, after, to_drop, refused = _score_and_drop(
+            model, tokenizer, calib_sample(k), cfg, tgt, history
+        )
         rnd = round_record(
             model,
             round=k,
@@ -181,8 +172,7 @@ def trim(
 
 
 def _score(model, tokenizer, items, cfg: TrimConfig, method: str, names=None) -> scoring.Scores:
-    """``method``'s scores (of ``names`` only, when given); per parameter with
-    ``cost_aware`` (:func:`trimlab.schedule.cost_aware`)."""
+    """``method``'s scores (of ``names`` only, if given), per parameter with ``cost_aware``."""
     with autocast(cfg.dtype, model_device(model)):
         scores = scoring.score(
             model,
@@ -204,6 +194,22 @@ def _score(model, tokenizer, items, cfg: TrimConfig, method: str, names=None) ->
     return scoring.Scores(per_param, "loglik_per_param", scores.details, **scores.info)
 
 
+def _score_and_drop(model, tokenizer, items, cfg: TrimConfig, tgt: Target, history: History):
+    """Steps 2-3: score the candidates on ``items``, drop the least important unless that
+    breaks the accuracy floor; ``(scores, calib, after, dropped, refused)``."""
+    measured = [history.initial_scores] + [r.scores for r in history.rounds]
+    names = schedule.candidates(measured, surgery.sublayers(model), cfg.scan_candidates)
+    scores = _score(model, tokenizer, items, cfg, cfg.score, names)
+    to_drop = scoring.rank(scores)[: _need(model, tgt, cfg)]
+    calib = scores.info.get("base") or _evaluate(model, tokenizer, items, cfg)
+    after = _after(model, tokenizer, items, cfg, scores, to_drop)
+    refused = []
+    if cfg.accuracy_floor is not None and after["acc"] < cfg.accuracy_floor:
+        refused, to_drop = to_drop, []
+    surgery.drop(model, to_drop)
+    return scores, calib, after, to_drop, refused
+
+
 def _evaluate(model, tokenizer, items, cfg: TrimConfig) -> dict:
     with autocast(cfg.dtype, model_device(model)):
         return evaluate(
@@ -217,8 +223,7 @@ def _evaluate(model, tokenizer, items, cfg: TrimConfig) -> dict:
 
 
 def _heal(model, tokenizer, items, cfg, healer: Heal, history: History, k: int, final=False):
-    """Freeze all but the trainable units still present, then heal for one round (or
-    the final phase: ``final_steps`` steps)."""
+    """Freeze all but the trainable units left, heal one round (or the final phase)."""
     sparse.freeze(model, history.trainable, cfg.granularity, cfg.train_embeddings)
     if not sparse.trainable_units(model, history.trainable, cfg.granularity):
         return {"train_loss": None, "steps": 0, "lr": None}  # every trainable unit dropped
