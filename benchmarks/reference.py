@@ -43,7 +43,7 @@ from trimlab import parse_target, scoring, sparse, surgery, trim
 from trimlab.checkpoint import save_trimmed, write_json
 from trimlab.config import TrimConfig, add_config_args, config_from_args
 from trimlab.data import load_domain
-from trimlab.heal import HealRound, get_heal, prepare_heal
+from trimlab.heal import train_budget
 from trimlab.models import load_model
 from trimlab.results import measure
 from trimlab.target import planned_rounds
@@ -204,11 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             for prm in model.parameters():
                 prm.requires_grad_(True)
-        healer = get_heal(run.heal)
-        prepare_heal(healer, model, tok, run)
-        # one round over the whole budget: the run's LR schedule, seed + 1
-        where = HealRound(round=1, global_step=0, total_steps=budget)
-        fit = healer(model, tok, train, run.replace(steps_per_round=budget), where)
+        fit = train_budget(model, tok, train, run, budget)  # one round: its LR schedule, seed + 1
         save_trimmed(model, tok, out / row / "model")  # for benchmarks/pareto.py, the teacher
         finish(
             row,

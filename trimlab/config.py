@@ -95,7 +95,8 @@ class TrimConfig:
     scan_candidates: int | None = None
     """Re-scan only this many sub-layers per round: the least important by their latest
     measurement, the initial scores included (:func:`trimlab.schedule.candidates`);
-    ``None`` re-scans all. Only the drop-one scans (``calibration``, ``loglik``, ``both``)."""
+    ``None`` re-scans all. It saves time for the drop-one scans (``calibration``,
+    ``loglik``, ``both``); other methods measure all and choose among the candidates."""
     cost_aware: bool = False
     """``loglik`` only: rank by log-likelihood lost per decoder parameter removed
     (:func:`trimlab.schedule.cost_aware`), so an MLP must cost less than three attentions."""

@@ -67,7 +67,7 @@ def train_teacher(config: TrimConfig, folder: Path, steps: int, log=print) -> Pa
     model, tok = load_model(config.model)
     for p in model.parameters():
         p.requires_grad_(True)
-    fit = train_budget(model, tok, load_domain(DOMAIN, "train"), config, steps)
+    fit = train_budget(model, tok, load_domain(DOMAIN, "train"), config.replace(heal="ce"), steps)
     save_trimmed(model, tok, folder, domain=DOMAIN)
     log(
         f"teacher: {steps} steps of full fine-tuning, loss {fit['train_loss']:.3f}, "

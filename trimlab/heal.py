@@ -97,14 +97,6 @@ def train_round(
     )
 
 
-def train_budget(model, tokenizer, items, config: TrimConfig, steps: int) -> dict:
-    """Fine-tuning without dropping: ``steps`` steps of :func:`train_round` as one round
-    with its own LR schedule (the full-FT and sparse-FT rows, and a KD teacher). Trains
-    what is trainable now; seed ``config.seed + 1``, as round 1 of a trim run."""
-    where = HealRound(round=1, global_step=0, total_steps=steps)
-    return train_round(model, tokenizer, items, config.replace(steps_per_round=steps), where)
-
-
 class AnswerCE:
     """The paper's heal step: ``steps_per_round`` steps on the answer cross-entropy of
     ``train`` items, with the run's LR schedule continued across rounds."""
@@ -186,3 +178,13 @@ def prepare_heal(healer: Heal, model, tokenizer, config: TrimConfig) -> None:
     prepare = getattr(healer, "prepare", None)
     if prepare is not None:
         prepare(model, tokenizer, config)
+
+
+def train_budget(model, tokenizer, items, config: TrimConfig, steps: int) -> dict:
+    """Fine-tuning without dropping: ``steps`` steps of ``config.heal`` as one round with
+    its own LR schedule (the full-FT, sparse-FT and one-shot rows, and a KD teacher).
+    Trains what is trainable now; seed ``config.seed + 1``, as round 1 of a trim run."""
+    healer = get_heal(config.heal)
+    prepare_heal(healer, model, tokenizer, config)
+    where = HealRound(round=1, global_step=0, total_steps=steps)
+    return healer(model, tokenizer, items, config.replace(steps_per_round=steps), where)
