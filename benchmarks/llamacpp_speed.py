@@ -95,6 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--types", nargs="*", default=list(TYPES), choices=TYPES)
     p.add_argument("--acc-items", type=int, default=300, help="SciQ test items (seed 0)")
     p.add_argument("--acc-rows", nargs="*", default=["full", "drops-32"])
+    p.add_argument(
+        "--acc-context",
+        choices=("yes", "no"),
+        default="yes",
+        help="SciQ with its support paragraph (the reference setting) or closed-book",
+    )
+    p.add_argument(
+        "--acc-threads",
+        type=int,
+        default=os.cpu_count(),
+        help="threads for the accuracy pass (not timed; the speed rows use --threads)",
+    )
     p.add_argument("--json")
     p.add_argument("--figure")
     p.add_argument("--workdir", help="keep the GGUF files here (default: a temp folder)")
@@ -114,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="llamacpp-speed-"))
     context = args.prompt + args.new // 2
     items = load_domain("sciq", "test", n=args.acc_items, seed=0)
-    encoded = encode_items(tok, items, use_context=False, max_length=256)
+    open_book = args.acc_context == "yes"
+    encoded = encode_items(tok, items, use_context=open_book, max_length=512 if open_book else 256)
     prompt = bench.make_input_ids(tok, args.prompt, batch_size=1)[0].tolist()
     rows, fns = {}, {}
     for name, model in models.items():
@@ -143,9 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             llm = llamacpp.load(path, n_ctx=max(context * 2, 320), threads=args.threads)
             if name in args.acc_rows:
                 t0 = time.perf_counter()
-                rows[row]["acc"] = summarize(items, llamacpp.choice_logliks(llm, encoded))["acc"]
+                scorer = llamacpp.load(path, n_ctx=1024, threads=args.acc_threads)
+                rows[row]["acc"] = summarize(items, llamacpp.choice_logliks(scorer, encoded))["acc"]
+                del scorer
                 rows[row]["acc_s"] = time.perf_counter() - t0
-                print(f"{row}: acc {rows[row]['acc']:.3f} on {len(items)} SciQ items", flush=True)
+                print(
+                    f"{row}: acc {rows[row]['acc']:.3f} on {len(items)} {'open-book' if open_book else 'closed-book'} SciQ items",
+                    flush=True,
+                )
             fns[row] = (llm, *runner(llm, prompt, args.new))
     timings = bench.interleaved(
         {f"{r} {w}": fns[r][i] for r in fns for i, w in ((1, "prefill"), (2, "decode"))},
