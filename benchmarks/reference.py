@@ -60,15 +60,16 @@ ROWS = (
     "top",
     "bottom",
 )
-PAPER = dict(score="both", heal="ce", scan_candidates=None, cost_aware=False, final_steps=0)
+PAPER = dict(score="both", select_score="both", heal="ce", scan_candidates=None, cost_aware=False, final_steps=0)
 """The paper's TrimLLM (the ``trimllm`` row), whatever the flags say."""
 LEVERS = {
-    "ablate_score": ("score", "scan_candidates", "cost_aware"),
-    "ablate_heal": ("score", "scan_candidates", "cost_aware", "heal"),
+    "ablate_score": ("score", "select_score", "scan_candidates", "cost_aware"),
+    "ablate_heal": ("score", "select_score", "scan_candidates", "cost_aware", "heal"),
 }
 """The ablation, one lever at a time from the paper's configuration (``trimllm``) to the
 flags' (``trimlab``): each row takes the flags' value of the settings listed (and the
-paper's for the rest). ``ablate_score``: the flags' scoring and its scan budget;
+paper's for the rest). ``ablate_score``: the flags' scoring (of the drops and of the
+trainable set) and its scan budget;
 ``ablate_heal``: also their heal step; ``trimlab``: also the final heal phase. The
 support paragraphs are the fourth lever: the same rows with ``--context no``."""
 
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
             model, tok, args.domain, args.target, run, out_dir=out / row / "run", callback=snapshot
         )
         h = res.history
+        save_trimmed(res.model, tok, out / row / "model")  # for llamacpp_speed.py --checkpoint
         result = {
             **measure(res.model, tok, test, cfg, ctx),
             "rounds": len(h.rounds),

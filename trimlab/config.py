@@ -215,6 +215,10 @@ CONFIG_FLAGS: dict[str, tuple[tuple[str, ...], dict]] = {
     "r": (("--r",), dict(type=float, help="sparse update ratio (default 0.25)")),
     "drop_rate": (("--drop-rate",), dict(type=int, help="sub-layers dropped per round")),
     "score": (("--score",), dict(choices=SCORE_METHODS, help="drop order (default both)")),
+    "select_score": (
+        ("--select-score",),
+        dict(choices=SCORE_METHODS, help="trainable-set order (default both)"),
+    ),
     "steps_per_round": (("--steps-per-round", "--steps"), dict(type=int, help="heal steps")),
     "calib_items": (("--calib-items", "--calib"), dict(type=int, help="calibration items")),
     "eval_items": (("--eval-items", "--n"), dict(type=int, help="test items for the tables")),
