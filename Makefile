@@ -41,7 +41,7 @@ demo: setup
 # (see docs/RESULTS.md for each row's wall time); `make results ROWS="zero_shot full_ft"`
 # runs some rows only.
 REF := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) benchmarks/reference.py --profile cpu
-TRIMLAB_BEST := --score loglik --scan-candidates 12 --calib-items 64 --heal kd \
+TRIMLAB_BEST := --score loglik --select-score loglik --scan-candidates 12 --calib-items 64 --heal kd \
 	--final-steps 40 --group-by-length yes
 OPEN_BOOK := --context yes --max-length 512 --eval-items 1000 $(TRIMLAB_BEST)
 ROWS ?= zero_shot full_ft trimlab one_shot trimllm sparse_ft trimllm_kd ablate_score ablate_heal \
@@ -61,9 +61,26 @@ lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: lint
+test: lint browser
 	$(PY) -m pytest -q
-	TRIMLAB_PROFILE=ci $(PY) -m pytest -q $(NBVAL)
+	TRIMLAB_PROFILE=lab $(PY) -m pytest -q $(NBVAL)
+
+# tests/test_browser.py runs the notebooks' widgets in JupyterLab in headless Chromium:
+# Debian's chromium, driven by playwright (the test extra), so no browser is downloaded.
+# Installed here when missing and run as root; otherwise said, and that test skips.
+APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+.PHONY: browser
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+		|| [ -n "$$TRIMLAB_CHROMIUM" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& echo "make: installing Debian's chromium for tests/test_browser.py" \
+		&& { $(APT_CHROMIUM) || { apt-get update -q && $(APT_CHROMIUM); }; }; then :; \
+	else \
+		echo "make: chromium is MISSING, so tests/test_browser.py (the notebooks' widgets in" \
+			"a real browser) will be skipped. Install it as root: apt-get install -y" \
+			"--no-install-recommends chromium (or set TRIMLAB_CHROMIUM to a Chromium binary)" >&2; \
+	fi
 
 # A look ahead, not part of CI: the newest versions pyproject.toml's ranges allow, in a
 # separate venv, through the whole suite. Run it before `make lock`.
@@ -77,7 +94,7 @@ test-latest:
 	$(LATEST)/bin/python scripts/fetch_model.py gemma3-270m
 	$(LATEST)/bin/python -m ruff check .
 	TRIMLAB_UNLOCKED=1 $(LATEST)/bin/python -m pytest -q
-	TRIMLAB_UNLOCKED=1 TRIMLAB_PROFILE=ci $(LATEST)/bin/python -m pytest -q $(NBVAL)
+	TRIMLAB_UNLOCKED=1 TRIMLAB_PROFILE=lab $(LATEST)/bin/python -m pytest -q $(NBVAL)
 
 # Regenerate the lock from the venv that `make test-latest` built and tested.
 lock: test-latest

@@ -60,7 +60,14 @@ ROWS = (
     "top",
     "bottom",
 )
-PAPER = dict(score="both", select_score="both", heal="ce", scan_candidates=None, cost_aware=False, final_steps=0)
+PAPER = dict(
+    score="both",
+    select_score="both",
+    heal="ce",
+    scan_candidates=None,
+    cost_aware=False,
+    final_steps=0,
+)
 """The paper's TrimLLM (the ``trimllm`` row), whatever the flags say."""
 LEVERS = {
     "ablate_score": ("score", "select_score", "scan_candidates", "cost_aware"),

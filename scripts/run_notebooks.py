@@ -1,17 +1,17 @@
 """Execute the lab notebooks top to bottom on a fresh kernel and save the outputs in place.
 
-The committed notebooks carry outputs from exactly this run, in the ``ci`` profile (tiny
-random model, a few items), so that ``pytest --nbval`` can compare every cell's output
-strictly (see ``notebooks/README.md``)::
+The committed notebooks carry outputs from exactly this run, in the ``lab`` profile (the
+real SmolLM2-135M on a few items, fp32, one thread), so that ``pytest --nbval`` can compare
+every cell's output strictly (see ``notebooks/README.md``)::
 
     python scripts/run_notebooks.py                    # all notebooks/NN_*.ipynb
     python scripts/run_notebooks.py notebooks/02_scoring.ipynb
 
-``TRIMLAB_PROFILE`` is set to ``ci`` unless ``--profile`` says otherwise (outputs of
+``TRIMLAB_PROFILE`` is set to ``lab`` unless ``--profile`` says otherwise (outputs of
 another profile must not be committed: nbval in CI would fail). ``TRIMLAB_DATA_DIR``
 defaults to ``../shared/data`` beside the checkout when that exists, as in the Makefile.
 Each notebook runs in its own kernel with the notebook's folder as working directory.
-The time of each notebook is printed; those are the "ci" times in the notebook headers.
+The time of each notebook is printed; those are the "lab" times in the notebook headers.
 
 ipykernel 7 sometimes leaves an ``execute_request`` unread on its shell socket: the
 kernel sits idle and the runner waits for the 10-minute cell timeout (ipykernel issue
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -79,14 +79,26 @@ def execute(path: Path, timeout: int, kernel: str) -> float:
     client.execute()
     seconds = time.perf_counter() - start
     nbformat.validate(nb)
-    nbformat.write(nb, path)
+    nbformat.write(merge_outputs(nb, nbformat.read(path, as_version=4), path), path)
     return seconds
+
+
+def merge_outputs(ran, on_disk, path: Path):
+    """The notebook as it is on disk now, with the outputs of the run: markdown edited
+    while the notebook ran is kept. A code cell edited meanwhile makes the run stale."""
+    code = [c for c in on_disk.cells if c.cell_type == "code"]
+    done = [c for c in ran.cells if c.cell_type == "code"]
+    if [c.source for c in code] != [c.source for c in done]:
+        raise SystemExit(f"{path.name}: a code cell changed while it ran; run it again")
+    for cell, out in zip(code, done, strict=True):
+        cell.outputs, cell.execution_count = out.outputs, out.execution_count
+    return on_disk
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/NN_*.ipynb")
-    p.add_argument("--profile", default="ci", help="TRIMLAB_PROFILE for the kernels (ci)")
+    p.add_argument("--profile", default="lab", help="TRIMLAB_PROFILE for the kernels (lab)")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     args = p.parse_args(argv)
@@ -95,15 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     shared = ROOT.parent / "shared" / "data"
     if not os.environ.get("TRIMLAB_DATA_DIR") and shared.is_dir():
         os.environ["TRIMLAB_DATA_DIR"] = str(shared)
-    if args.profile != "ci":
-        print(f"warning: profile {args.profile!r}; commit only ci-profile outputs", file=sys.stderr)
+    if args.profile != "lab":
+        print(
+            f"warning: profile {args.profile!r}; commit only lab-profile outputs", file=sys.stderr
+        )
     paths = [path.resolve() for path in args.notebooks] or default_notebooks()
     total, failed = 0.0, []
     for path in paths:
         print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} ...", flush=True)
         try:
             seconds = execute(path, args.timeout, args.kernel)
-        except CellExecutionError as e:
+        except (CellExecutionError, CellTimeoutError) as e:
             print(f"  FAILED:\n{e}", file=sys.stderr)
             failed.append(path.name)
             continue

@@ -2,7 +2,9 @@
 
 * The outputs come from one fresh top-to-bottom run: every code cell executed, execution
   counts 1..n in order, no errors (``scripts/run_notebooks.py`` makes such a run).
-* Every notebook has the lab's sections: the time estimate (ci measured, GPU), learning
+* The outputs come from the ``lab`` profile (the real SmolLM2-135M); a cell that still
+  runs a toy (a tiny random model, toy items) says so in its own output.
+* Every notebook has the lab's sections: the time estimate (lab measured, GPU), learning
   objectives, "What did you observe?" prompts, exercises with a trimlab check, a summary,
   and the licence of any dataset it shows items from.
 * Widgets: marked ``# NBVAL_IGNORE_OUTPUT``, and the function a widget drives is also
@@ -10,7 +12,7 @@
 
 The outputs themselves are compared by nbval (see ``notebooks/README.md``)::
 
-    TRIMLAB_PROFILE=ci pytest --nbval notebooks/ \\
+    TRIMLAB_PROFILE=lab pytest --nbval notebooks/ \\
         --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
 """
 
@@ -123,8 +125,8 @@ def test_the_opening_cell(nb):
     assert first.cell_type == "markdown" and first.source.startswith("# ")
     text = first.source
     assert "Estimated time" in text
-    assert re.search(r"`ci`.*\|\s*about \d+(-\d+)? s \(measured\)\s*\|", text), (
-        "ci time not measured"
+    assert re.search(r"`lab`.*\|\s*about \d+(-\d+)? (s|min) \(measured\)\s*\|", text), (
+        "lab time not measured"
     )
     assert "`cpu`" in text and "GPU" in text and "not measured" in text
     assert "TO BE MEASURED" not in markdown(nb)
@@ -148,7 +150,43 @@ def test_notebooks_import_trimlab_and_use_the_profile(nb):
     sources = "\n".join(c.source for c in code_cells(nb))
     assert "import trimlab" in sources
     assert "trimlab.get_profile()" in sources
-    assert "profile: ci" in output_text(code_cells(nb)[0]), "outputs must come from the ci profile"
+    assert "profile: lab" in output_text(code_cells(nb)[0]), (
+        "outputs must come from the lab profile"
+    )
+
+
+TOY_SOURCE = re.compile(r"\b(tiny_model|tiny_tokenizer|toy_items)\(|load_model\(\"tiny-")
+TOY_LABEL = re.compile(r"\b(toy|tiny random)\b", re.I)
+
+
+def toy_unlabelled(cells) -> list[int]:
+    """Code cells that run a toy (a tiny random model, toy items) and whose output does
+    not say so. Exercise checks are exempt: their output is feedback, not a result."""
+    bad = []
+    for i, cell in enumerate(cells):
+        if "trimlab.exercises.check_" in cell.source or not TOY_SOURCE.search(cell.source):
+            continue
+        text = output_text(cell)
+        if text.strip() and not TOY_LABEL.search(text):
+            bad.append(i)
+    return bad
+
+
+def test_toy_outputs_say_so(nb):
+    """A student reading the committed outputs must never take a toy's numbers for a real
+    model's: every output of a cell that runs a tiny model or toy items labels itself."""
+    bad = toy_unlabelled(code_cells(nb))
+    assert not bad, f"code cells {bad} show a toy's output without saying so (print a label)"
+
+
+def test_the_toy_label_check_catches_an_unlabelled_output():
+    cell = nbformat.v4.new_code_cell(
+        "m, _ = tiny_model('llama')\nprint(m.config.num_hidden_layers)"
+    )
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="4\n")]
+    assert toy_unlabelled([cell]) == [0]
+    cell.outputs[0].text = "4 blocks (a tiny random model: toy weights)\n"
+    assert toy_unlabelled([cell]) == []
 
 
 def test_licence_of_shown_datasets(nb):

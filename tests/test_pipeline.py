@@ -47,6 +47,9 @@ def test_config_from_profile_and_overrides_and_checks():
         c.replace(heal="magic")
     assert TrimConfig.from_settings({**c.to_dict(), "domain": "x", "target": "3"}) == c
     assert set(config.SCORE_METHODS) == set(scoring.METHODS)
+    lab = TrimConfig.from_profile("lab")  # the notebooks' profile: cheap scans, one thread
+    assert (lab.model, lab.select_score, lab.scan_candidates) == ("smollm2-135m", "loglik", 6)
+    assert c.select_score == "both" and c.scan_candidates is None
 
 
 def test_a_no_op_heal_step_gives_a_run_that_only_scores_and_drops(toy_domain):

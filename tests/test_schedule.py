@@ -180,3 +180,18 @@ def test_group_by_length_batches_similar_lengths_deterministically(toy_domain):
         runs.append((fit["train_loss"], {k: v.clone() for k, v in model.state_dict().items()}))
     assert runs[0][0] == runs[1][0]
     assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
+
+
+def test_a_proxy_initial_score_does_not_preselect_the_first_candidates(toy_domain):
+    """Initial scores by Eq. 4 (activation) do not pick round 1's candidates for a drop-one
+    score: round 1 scans every sub-layer, later rounds re-scan from the rounds' own scans."""
+    assert schedule.preselects("both", "loglik") and schedule.preselects("activation", "activation")
+    assert not schedule.preselects("activation", "loglik")
+    model, tok = tiny_model("llama")
+    names = surgery.sublayers(model)
+    cfg = dict(FAST, select_score="activation")
+    h = trim(model, tok, toy_domain, 3, score="loglik", scan_candidates=2, **cfg).history
+    assert sorted(h.rounds[0].scores) == sorted(names)
+    gone = h.rounds[0].dropped
+    want = schedule.candidates([h.rounds[0].scores], [n for n in names if n not in gone], 2)
+    assert sorted(h.rounds[1].scores) == sorted(want)

@@ -87,3 +87,22 @@ def test_sensitivities_pass_the_token_budget_to_the_scan(monkeypatch):
     monkeypatch.setattr(spec, "scan", spy)
     spec.sensitivities(model, tok, ITEMS[:4], batch_size=4, max_length=40)
     assert seen == [40]
+
+
+def test_sensitivities_of_a_subset_are_those_of_the_full_scan():
+    """``names`` (the lab's cheaper live experiment) scans those sub-layers only, with the
+    values the full scan gives them."""
+    model, tok = tiny_model("llama")
+    full = spec.sensitivities(model, tok, ITEMS, batch_size=4)
+    names = ["0.attn", "1.mlp", "3.attn"]
+    part = spec.sensitivities(model, tok, ITEMS, batch_size=4, names=names)
+    every = ["0.attn", "0.mlp", "1.attn", "1.mlp", "2.attn", "2.mlp", "3.attn", "3.mlp"]
+    for key in ("acc", "ll"):
+        want = [full[key][every.index(n)] for n in names]
+        assert part[key] == pytest.approx(want, abs=1e-6)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("trimlab.data.load_domain", lambda name, split, n, seed: ITEMS)
+        result = spec.experiment(
+            model, tok, ["sciq"], n=len(ITEMS), names=names, log=lambda s: None
+        )
+    assert result.names == names and len(result.ll["sciq"]) == 3

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 import trimlab
 from trimlab import accounting, surgery
@@ -179,9 +180,16 @@ def load_trimmed(path: str | os.PathLike, device: str | torch.device | None = No
         raise ValueError(f"{path} is not a trimlab checkpoint (no {META_FILE})")
     meta = json.loads(meta_path.read_text())
     dtype = getattr(torch, meta["dtype"])
-    tokenizer = (
-        AutoTokenizer.from_pretrained(path) if (path / "tokenizer_config.json").exists() else None
-    )
+    tokenizer = None
+    if (path / "tokenizer_config.json").exists():
+        # the tokenizer files are standard; only its config.json may be DeciLM's, which
+        # AutoTokenizer reads and warns about ("a model of type nemotron-nas ...")
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        finally:
+            hf_logging.set_verbosity(level)
     if meta["whole_blocks_only"]:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=dtype, use_safetensors=True, trust_remote_code=False

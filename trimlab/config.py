@@ -127,6 +127,8 @@ class TrimConfig:
             use_context=prof.use_context,
             max_length=prof.max_length,
             dtype=prof.dtype,
+            select_score=prof.select_score,
+            scan_candidates=prof.scan_candidates,
         )
         return base.replace(**overrides)
 

@@ -11,8 +11,8 @@ Then, round after round:
    "adaptive" variant), unless that would break the accuracy floor;
 4. **check the target** (:mod:`trimlab.target`) and **checkpoint**.
 
-Then, with ``final_steps``, one last heal. ``scan_candidates`` and ``cost_aware`` change
-which sub-layers a round re-scores and how it ranks them (:mod:`trimlab.schedule`).
+Then, with ``final_steps``, one last heal. ``scan_candidates`` and ``cost_aware``: what a
+round re-scores and how it ranks (:mod:`trimlab.schedule`).
 
 Determinism and resume: round k heals with seed ``seed + k`` and samples calibration
 items with seed ``seed + 1000 + k``; the optimizer is fresh each round and the LR
@@ -44,8 +44,6 @@ from trimlab.history import HISTORY_FILE, History, Round, round_record
 from trimlab.profiles import Profile
 from trimlab.runtime import autocast, compute_dtype, model_device
 from trimlab.target import Target, check_target, parse_target, planned_rounds
-
-METRICS = ("acc", "acc_norm", "ll", "n")
 
 
 @dataclass
@@ -140,7 +138,7 @@ def trim(
             round=k,
             dropped=to_drop,
             scores={n: float(v) for n, v in scores.items()},
-            calib={m: calib[m] for m in METRICS},
+            calib={m: calib[m] for m in ("acc", "acc_norm", "ll", "n")},
             calib_after=after,
             train_loss=fit["train_loss"],
             steps=fit["steps"],
@@ -197,7 +195,9 @@ def _score(model, tokenizer, items, cfg: TrimConfig, method: str, names=None) ->
 def _score_and_drop(model, tokenizer, items, cfg: TrimConfig, tgt: Target, history: History):
     """Steps 2-3: score the candidates on ``items``, drop the least important unless that
     breaks the accuracy floor; ``(scores, calib, after, dropped, refused)``."""
-    measured = [history.initial_scores] + [r.scores for r in history.rounds]
+    measured = [r.scores for r in history.rounds]
+    if schedule.preselects(cfg.select_score, cfg.score):  # the initial scan ranks round 1's
+        measured.insert(0, history.initial_scores)
     names = schedule.candidates(measured, surgery.sublayers(model), cfg.scan_candidates)
     scores = _score(model, tokenizer, items, cfg, cfg.score, names)
     to_drop = scoring.rank(scores)[: _need(model, tgt, cfg)]

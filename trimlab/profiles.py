@@ -3,7 +3,10 @@
 Every later part of trimlab (the demo, scoring, trimming, benchmarks, notebooks) takes
 its model, item counts, steps, batch sizes and context use from :func:`get_profile`.
 
-* ``ci``  -- tiny random model, a handful of items: keeps CI and ``pytest --nbval`` fast.
+* ``ci``  -- tiny random model, a handful of items: keeps pytest fast.
+* ``lab`` -- the real SmolLM2-135M on a few short items, one thread, fp32: the outputs
+  committed in the lab notebooks, so that a student sees a real model's numbers, and all
+  nine notebooks still run under ``pytest --nbval`` in CI within 30 minutes.
 * ``cpu`` -- the reference run on the reference machine (2-core CPU, 24 GB):
   the real SmolLM2-135M, minutes to an hour per experiment.
 * ``gpu`` -- paper-scale settings for labs with a GPU.
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 PROFILE_ENV = "TRIMLAB_PROFILE"
-PROFILE_NAMES = ("ci", "cpu", "gpu")
+PROFILE_NAMES = ("ci", "lab", "cpu", "gpu")
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,18 @@ class Profile:
     """Sub-layers removed per round (k in the paper; 2 is 'adaptive dropping')."""
     dtype: str = "fp32"
     """Compute dtype: ``fp32``, ``bf16`` or ``auto`` (bf16 where the hardware has fast
-    bf16). ``ci`` pins fp32, so that its stored notebook outputs compare exactly."""
+    bf16). ``ci`` and ``lab`` pin fp32, so that stored notebook outputs compare exactly."""
+    scan_every: int = 1
+    """Live drop-one scans in the notebooks cover every ``scan_every``-th sub-layer
+    (``trimlab.sublayers(model)[::scan_every]``): a scan of all 60 sub-layers of
+    SmolLM2-135M costs minutes on one CPU thread."""
+    select_score: str = "both"
+    """How a run chooses its trainable set (``TrimConfig.select_score``)."""
+    scan_candidates: int | None = None
+    """Sub-layers a run re-scans per round (``TrimConfig.scan_candidates``; None: all)."""
+    threads: int | None = None
+    """torch threads the notebooks pin (``None``: torch's default). ``ci`` and ``lab`` pin
+    one, so that reductions run in the same order and stored outputs repeat exactly."""
 
     def replace(self, **changes: object) -> Profile:
         """A copy with some fields changed (profiles themselves are immutable)."""
@@ -63,6 +77,26 @@ PROFILES: dict[str, Profile] = {
         batch_size=8,
         use_context=False,
         max_length=512,
+        threads=1,
+    ),
+    # The lab notebooks: SmolLM2-135M on closed-book items (22 tokens on average), 16
+    # calibration items, 2 steps per round, 2 sub-layers per round, one thread; live
+    # scans over every fifth sub-layer; runs choose the trainable set by one `loglik`
+    # drop-one scan, which also ranks the candidates, and re-scan 6 of them per round.
+    "lab": Profile(
+        name="lab",
+        model="smollm2-135m",
+        eval_items=64,
+        calib_items=16,
+        train_steps_per_round=2,
+        batch_size=8,
+        use_context=False,
+        max_length=256,
+        drop_rate=2,
+        scan_every=5,
+        select_score="loglik",
+        scan_candidates=6,
+        threads=1,
     ),
     # The reference run on a 2-core CPU: no support paragraphs (short prompts), a
     # 32-item calibration sample, 10 steps of batch 8 per round and 2 sub-layers per
@@ -102,7 +136,7 @@ def get_profile(name: str | None = None) -> Profile:
     """The active profile: ``name`` if given, else ``$TRIMLAB_PROFILE``, else the default.
 
     Raises:
-        ValueError: for a name that is not one of ``ci``, ``cpu``, ``gpu``.
+        ValueError: for a name that is not one of ``ci``, ``lab``, ``cpu``, ``gpu``.
     """
     chosen = name or os.environ.get(PROFILE_ENV) or default_profile_name()
     chosen = chosen.strip().lower()

@@ -45,6 +45,20 @@ def latest_ranks(rounds: Sequence[Mapping[str, float]]) -> dict[str, int]:
     return latest
 
 
+DROP_ONE = ("calibration", "loglik", "both")
+"""The drop-one scans: each measures what the model loses without a sub-layer, so the
+order one of them measured can pre-select the candidates another re-scans."""
+
+
+def preselects(initial_method: str, score: str) -> bool:
+    """Whether a run's initial scores (``select_score``) may pick the first round's
+    candidates for ``score``: the same method, or two drop-one scans. A proxy such as the
+    activation norm of Eq. 4 may not: it ranks the high-norm late sub-layers least
+    important, whose removal SmolLM2-135M loses most to (the lab profile's live run with
+    that pre-selection fell to chance in two rounds), so round 1 then scans them all."""
+    return initial_method == score or (initial_method in DROP_ONE and score in DROP_ONE)
+
+
 def candidates(
     rounds: Sequence[Mapping[str, float]], remaining: Sequence[str], n: int | None
 ) -> list[str] | None:

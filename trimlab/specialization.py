@@ -110,13 +110,16 @@ def sensitivities(
     use_context: bool = False,
     batch_size: int | None = None,
     max_length: int | None = None,
+    names: Sequence[str] | None = None,
 ) -> dict:
     """Drop-one sensitivities on one item set, with two disjoint halves (even/odd);
-    ``max_length`` is the token budget per input (default: the model's context length)."""
+    ``max_length`` is the token budget per input (default: the model's context length);
+    ``names`` the sub-layers to scan (default: all)."""
     base, metrics, base_ll, cand_ll = scan(
         model,
         tokenizer,
         items,
+        names=names,
         batch_size=batch_size,
         use_context=use_context,
         max_length=max_length,
@@ -148,8 +151,10 @@ def experiment(
     max_length: int | None = None,
     log=print,
     save_to: str | os.PathLike | None = None,
+    names: Sequence[str] | None = None,
 ) -> Specialization:
-    """Run the drop-one scan on each dataset (``n`` items of ``split``).
+    """Run the drop-one scan on each dataset (``n`` items of ``split``), over every
+    sub-layer or over ``names`` only (a cheaper live experiment).
 
     With ``save_to``, the result is written after every dataset, and a rerun with the
     same settings skips the datasets already there (a long run can be resumed).
@@ -158,7 +163,12 @@ def experiment(
 
     settings = dict(n=n, split=split, seed=seed, use_context=use_context, max_length=max_length)
     result = Specialization(
-        names=surgery.sublayers(model), datasets=[], base={}, acc={}, ll={}, settings=settings
+        names=list(names or surgery.sublayers(model)),
+        datasets=[],
+        base={},
+        acc={},
+        ll={},
+        settings=settings,
     )
     if save_to is not None and Path(save_to).exists():
         old = Specialization.from_json(save_to)
@@ -179,6 +189,7 @@ def experiment(
             use_context=use_context,
             batch_size=batch_size,
             max_length=max_length,
+            names=result.names,
         )
         result.base[name], result.acc[name], result.ll[name] = s["base"], s["acc"], s["ll"]
         result.halves[name] = s["halves"]
@@ -204,15 +215,16 @@ def heatmap(result: Specialization, metric: str = "ll", ranks: bool = True):
     m = result.matrix(metric)
     if ranks:
         m = np.array([(rankdata(row) - 1) / max(1, len(row) - 1) for row in m])
-    fig, axes = plt.subplots(2, 1, figsize=(12, 1.2 + 0.9 * len(result.datasets)), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(12, 1.6 + 0.9 * len(result.datasets)))
+    scale = dict(vmin=0, vmax=1) if ranks else {}  # one colour scale for both panels
     for ax, kind in zip(axes, ("attn", "mlp"), strict=True):
         cols = [i for i, nm in enumerate(result.names) if nm.endswith(kind)]
-        im = ax.imshow(m[:, cols], aspect="auto", cmap="viridis")
+        im = ax.imshow(m[:, cols], aspect="auto", cmap="viridis", **scale)
         ax.set_yticks(range(len(result.datasets)), result.datasets)
         ax.set_title(f"{kind} sub-layers", fontsize=9, loc="left")
         fig.colorbar(im, ax=ax, pad=0.01)
         ax.set_xticks(range(len(cols)), [result.names[i].split(".")[0] for i in cols], fontsize=7)
-    axes[-1].set_xlabel("block")
+        ax.set_xlabel("block", fontsize=8)
     label = "mean correct-answer log-likelihood lost" if metric == "ll" else "accuracy lost"
     label = f"rank of {label} within each dataset" if ranks else label
     fig.suptitle(f"Drop-one sensitivity ({label})", fontsize=10)
