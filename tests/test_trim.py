@@ -185,3 +185,35 @@ def test_trim_variants_start_from_the_same_weights(toy_domain):
     assert rows["top"]["dropped"] == ["3.mlp", "3.attn"]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # untouched
     assert "| rule-based: top | " in results.markdown(rows, reference="top")
+
+
+def test_a_run_killed_in_round_one_keeps_its_initial_scan(toy_domain, tmp_path, monkeypatch):
+    """The initial scan (minutes to half an hour on a real model) is checkpointed before
+    round 1, so a run killed in round 1 resumes without it, to the same result."""
+    from trimlab import pipeline
+
+    model, tok = tiny_model("llama")
+    full = trim(model, tok, toy_domain, 3, out_dir=tmp_path / "a", **FAST)
+
+    class Killed(Exception):
+        pass
+
+    real, real_score = pipeline._score_and_drop, pipeline._score
+    monkeypatch.setattr(pipeline, "_score_and_drop", lambda *a, **k: (_ for _ in ()).throw(Killed))
+    model, tok = tiny_model("llama")
+    with pytest.raises(Killed):
+        trim(model, tok, toy_domain, 3, out_dir=tmp_path / "b", **FAST)
+    saved = History.from_json(tmp_path / "b" / "history.json")
+    assert saved.trainable == full.history.trainable and saved.rounds == []
+    assert saved.initial_scores == full.history.initial_scores
+    monkeypatch.setattr(pipeline, "_score_and_drop", real)
+    calls = []
+    monkeypatch.setattr(
+        pipeline, "_score", lambda *a, **k: calls.append(a[4]) or real_score(*a, **k)
+    )
+    fresh, tok = tiny_model("llama")
+    resumed = trim(fresh, tok, toy_domain, 3, out_dir=tmp_path / "b", **FAST)
+    assert len(calls) == len(full.history.rounds)  # the rounds' scans only, no initial one
+    assert resumed.history.drop_sequence == full.history.drop_sequence
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -111,6 +111,7 @@ def trim(
         history.initial_scores = dict(initial)
         history.trainable = sparse.select_trainable(initial, cfg.r, cfg.granularity)
         history.planned_rounds = planned_rounds(model, tgt, cfg.drop_rate)
+        _checkpoint(model, tokenizer, history, out, domain)  # a long scan is not lost
     train_items = load_domain(domain, "train")
     bar = tqdm(
         total=history.planned_rounds,
@@ -155,8 +156,7 @@ def trim(
             f"{calib['acc']:.3f} -> {after['acc']:.3f}; decoder kept {rnd.decoder_kept:.1%}; "
             f"{rnd.seconds:.0f} s"
         )
-        if out is not None:
-            _checkpoint(model, tokenizer, history, out, domain)
+        _checkpoint(model, tokenizer, history, out, domain)
         bar.set_postfix(loss=fit["train_loss"], kept=f"{rnd.decoder_kept:.1%}", refresh=False)
         bar.update(1)
         if callback is not None:
@@ -247,8 +247,7 @@ def _final_heal(model, tokenizer, domain, cfg, healer: Heal, history, out, say) 
     fit = _heal(model, tokenizer, train, cfg, healer, history, len(history.rounds) + 1, True)
     history.final_heal = {**fit, "seconds": time.perf_counter() - t0}
     say(f"final heal: {fit['steps']} steps, loss {fit['train_loss']}")
-    if out is not None:
-        _checkpoint(model, tokenizer, history, out, domain)
+    _checkpoint(model, tokenizer, history, out, domain)
 
 
 def _need(model: PreTrainedModel, tgt: Target, cfg: TrimConfig) -> int:
@@ -335,10 +334,11 @@ def _restore(model: PreTrainedModel, folder: Path, names: list[str]) -> None:
     model.load_state_dict(saved.state_dict(), strict=True)
 
 
-def _checkpoint(model, tokenizer, history: History, out: Path, domain: str) -> None:
-    """Write ``latest/`` with its history in one atomic step, ``final/`` when done, then a
-    copy of the history at ``out/history.json``. Only the main process writes; the
-    others wait for it (every process holds the same model)."""
+def _checkpoint(model, tokenizer, history: History, out: Path | None, domain: str) -> None:
+    """Write ``latest/`` with its history atomically, ``final/`` when done, then
+    ``out/history.json``; nothing without ``out``. The main process writes, others wait."""
+    if out is None:
+        return
     state = PartialState()
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
