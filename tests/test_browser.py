@@ -33,9 +33,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK_DIR = ROOT / "notebooks"
-IGNORE = "# NBVAL_IGNORE_OUTPUT"
+from tests.test_notebooks import IGNORE, NOTEBOOK_DIR, NOTEBOOKS, ROOT, code_cells, read
+
 INSTANT = re.compile(r"\binteract\(")  # interact_manual waits for a button: not instant
 BAD_TEXT = ("Error displaying widget", "model not found")
 RUN_TIMEOUT_S = 240  # one notebook on the ci profile takes seconds; a busy CPU, more
@@ -51,32 +50,22 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def code_sources(path: Path) -> list[str]:
-    cells = json.loads(path.read_text())["cells"]
-    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
-
-
 def widget_cell(path: Path) -> int | None:
     """Index (among all cells) of the notebook's instant-widget cell, if it has one."""
-    cells = json.loads(path.read_text())["cells"]
-    for i, cell in enumerate(cells):
-        src = "".join(cell["source"])
-        if cell["cell_type"] == "code" and src.startswith(IGNORE) and INSTANT.search(src):
+    for i, cell in enumerate(read(path).cells):
+        src = cell.source
+        if cell.cell_type == "code" and src.startswith(IGNORE) and INSTANT.search(src):
             return i
     return None
 
 
-WIDGET_NOTEBOOKS = [
-    p for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")) if widget_cell(p) is not None
-]
+WIDGET_NOTEBOOKS = [p for p in NOTEBOOKS if widget_cell(p) is not None]
 
 
 def test_the_instant_widgets_are_found():
     """The notebooks below are the ones with an ``interact(`` widget; none is missed."""
     with_interact = [
-        p.stem
-        for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
-        if any(INSTANT.search(s) for s in code_sources(p))
+        p.stem for p in NOTEBOOKS if any(INSTANT.search(c.source) for c in code_cells(read(p)))
     ]
     assert with_interact, "no notebook has an instant widget"
     assert [p.stem for p in WIDGET_NOTEBOOKS] == with_interact, (
