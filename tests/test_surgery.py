@@ -215,6 +215,19 @@ def test_save_load_roundtrip(arch, tmp_path):
         AutoModelForCausalLM.from_pretrained(tmp_path / "sub")
 
 
+def test_save_prints_no_progress_bar(tmp_path, capfd):
+    """The trim loop checkpoints mid-run; a "Writing model shards" bar would change the
+    committed notebook outputs (nbval). Bars stay enabled outside the save."""
+    from transformers.utils import logging as hf_logging
+
+    model, tok = tiny_model("llama")
+    capfd.readouterr()
+    checkpoint.save_trimmed(model, tok, tmp_path / "whole")  # save_pretrained's path
+    err = capfd.readouterr().err
+    assert "Writing" not in err and "%|" not in err, err
+    assert hf_logging.is_progress_bar_enabled()
+
+
 def test_save_is_atomic(tmp_path, monkeypatch):
     model, tok = tiny_model("llama")
     target = tmp_path / "ckpt"

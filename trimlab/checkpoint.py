@@ -41,6 +41,7 @@ from trimlab.decilm import (  # noqa: F401  (re-exported: trimlab.checkpoint.X k
     decilm_config,
     decilm_reference_forward,
 )
+from trimlab.runtime import quiet_progress
 
 META_FILE = "trimlab.json"
 
@@ -143,7 +144,7 @@ def save_trimmed(
     surgery.family_of(model)  # clear error for unsupported models, before any write
     meta = metadata(model, domain)
     path = Path(path)
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path) as tmp, quiet_progress():
         if meta["whole_blocks_only"]:
             model.save_pretrained(tmp, safe_serialization=True)
         else:

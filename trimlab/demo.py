@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from transformers.utils import logging as hf_logging
-
 from trimlab import stats
 from trimlab.checkpoint import META_FILE, load_trimmed, save_trimmed, write_json
 from trimlab.config import TrimConfig
@@ -30,7 +28,7 @@ from trimlab.data import load_domain
 from trimlab.heal import train_budget
 from trimlab.models import load_model
 from trimlab.results import measure
-from trimlab.runtime import compute_dtype
+from trimlab.runtime import compute_dtype, quiet_progress
 
 DOMAIN = "science"
 DEMO_SETTINGS = dict(
@@ -84,13 +82,8 @@ def run(
     log: Callable[[str], None] = print,
 ) -> dict:
     """The demo (see the module docstring); returns and writes ``out/report.json``."""
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # no weight-loading bars between the demo's lines
-    try:
+    with quiet_progress():  # no weight-loading bars between the demo's lines
         return _run(Path(out), config or demo_config(), target, teacher_steps, log)
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def _run(out: Path, cfg: TrimConfig, target, teacher_steps: int, log) -> dict:

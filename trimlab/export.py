@@ -33,6 +33,7 @@ from transformers import PreTrainedModel
 
 from trimlab import families, gguf_check, llamacpp
 from trimlab.decilm import WEIGHTS_FILE, decilm_config
+from trimlab.runtime import quiet_progress
 
 FORMATS = ("gguf",)
 OUTTYPES = ("f32", "f16", "q8_0", "q4_k_m")
@@ -150,7 +151,8 @@ def stage(model: PreTrainedModel, tokenizer, layers: list[dict[str, str]], folde
     import json
 
     if architecture(layers) == "llama":
-        model.save_pretrained(folder, safe_serialization=True)
+        with quiet_progress():
+            model.save_pretrained(folder, safe_serialization=True)
     else:
         state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
         head = model.get_output_embeddings()

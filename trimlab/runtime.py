@@ -8,8 +8,25 @@ returns at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from transformers import PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+
+@contextmanager
+def quiet_progress() -> Iterator[None]:
+    """Silence transformers' progress bars (loading and "Writing model shards") inside the
+    block, and restore the previous setting afterwards. Keeps notebook outputs stable."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
