@@ -205,7 +205,19 @@ def test_pareto_front_and_plot():
     fig = bench.pareto_plot(rows, title="t")
     assert isinstance(fig, matplotlib.figure.Figure)
     assert len(fig.axes) == 2
+    assert not fig.axes[0].containers  # no item count, no error bars
     matplotlib.pyplot.close(fig)
+    fig = bench.pareto_plot(rows, title="t", n=300)
+    assert len(fig.axes[0].containers) == 3  # one 95% interval per row with an accuracy
+    assert "300 items" in fig.axes[0].get_ylabel()
+    matplotlib.pyplot.close(fig)
+
+
+def test_speedup_is_the_ratio_of_medians():
+    times = {"full": [2.0, 9.0, 2.2], "half": [1.0, 1.1, 5.0]}
+    assert bench.speedup(times, "full", "half") == pytest.approx(2.2 / 1.1)
+    with pytest.raises(KeyError, match="no timings for 'int8'"):
+        bench.speedup(times, "full", "int8")
 
 
 def test_speed_script_runs_on_a_tiny_model(tmp_path, capsys):

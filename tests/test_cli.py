@@ -86,6 +86,11 @@ def test_results_markdown(tmp_path):
     md = markdown(load_rows(tmp_path))
     assert "| TrimLLM (50%) | 0.600 | 75% |" in md
     assert "| full fine-tuning | 0.800 | 100% |" in md
+    # a row that knows its item count carries its 95% Wilson interval
+    res = json.loads((tmp_path / "trimllm" / "result.json").read_text()) | {"n": 300}
+    (tmp_path / "trimllm" / "result.json").write_text(json.dumps(res))
+    md = markdown(load_rows(tmp_path))
+    assert "| TrimLLM (50%) | 0.600 [0.544, 0.654] | 75% |" in md
 
 
 def test_demo_is_the_open_book_kd_run(monkeypatch, tmp_path):

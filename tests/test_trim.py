@@ -169,6 +169,10 @@ def test_history_plots_and_live_plot_outside_jupyter(toy_domain, tmp_path):
     assert pts["decoder_kept"] == [r.decoder_kept for r in res.history.rounds]
     fig = plots.plot_history(res.history)
     assert len(fig.axes) == 2  # accuracy and, on a twin axis, the training loss
+    n = res.history.rounds[0].calib["n"]
+    assert pts["calib_n"] == [n, n]
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert f"95% interval ({n} items)" in legend  # the calibration sample's noise, drawn
     matplotlib.pyplot.close(fig)
 
 

@@ -242,9 +242,10 @@ def predicted_vs_measured(history, fixed_cost: bool = False) -> dict:
     )
 
 
-def plot_predicted_vs_measured(fit: dict, ax=None):
+def plot_predicted_vs_measured(fit: dict, ax=None, title: str = "predicted vs measured round time"):
     """Bars of measured training seconds per round with the fitted A.5 prediction
-    (from :func:`predicted_vs_measured`). Returns the Figure."""
+    (from :func:`predicted_vs_measured`); ``title`` should name the history's source.
+    Returns the Figure."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -265,7 +266,7 @@ def plot_predicted_vs_measured(fit: dict, ax=None):
     ax.plot(xs, [r["predicted"] for r in rows], "k.-", label=f"A.5 model, t={fit['t']:.3g} s")
     ax.set_xlabel("round")
     ax.set_ylabel("seconds")
-    ax.set_title("predicted vs measured round time")
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     return fig
 

@@ -159,19 +159,26 @@ def table_rows(rows: dict[str, dict]) -> list[dict]:
     return out
 
 
+def _acc(r: dict) -> str:
+    """An accuracy with its 95% Wilson interval when the row knows its item count."""
+    n = int(r.get("n") or 0)
+    return stats.fmt_acc(r["acc"], n) if n else f"{r['acc']:.3f}"
+
+
 def markdown(rows: dict[str, dict], reference: str = "full_ft") -> str:
     """The results table: accuracy, share of the reference row's accuracy, sizes, time."""
     ref = rows.get(reference, {}).get("acc")
     of = "of full FT" if reference == "full_ft" else f"of {reference}"
     lines = [
-        f"| row | test acc | {of} | sub-layers removed | decoder kept | bytes kept | wall time |",
+        f"| row | test acc [95% CI] | {of} | sub-layers removed | decoder kept | bytes kept "
+        "| wall time |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in table_rows(rows):
         share = f"{r['acc'] / ref:.0%}" if ref else "-"
         secs = "-" if not r.get("seconds") else f"{r['seconds'] / 60:.1f} min"
         lines.append(
-            f"| {r['row']} | {r['acc']:.3f} | {share} | {r.get('sublayers_removed', 0)} | "
+            f"| {r['row']} | {_acc(r)} | {share} | {r.get('sublayers_removed', 0)} | "
             f"{r['decoder_kept']:.1%} | {r['bytes_kept']:.1%} | {secs} |"
         )
     return "\n".join(lines)
@@ -191,10 +198,10 @@ def sizes_table(rows: dict[str, dict], keys: list[str] | None = None) -> str:
     for k in keys:
         r = rows[k]
         snaps = r.get("snapshots", {})
-        cells = "".join(f" {snaps[s]['acc']:.3f} |" if s in snaps else " - |" for s in sizes)
+        cells = "".join(f" {_acc(snaps[s])} |" if s in snaps else " - |" for s in sizes)
         label = "TrimLLM, score = both" if k == "trimllm" else LABELS.get(k, k)
         label = label.replace("score_", "TrimLLM, score = ")
-        lines.append(f"| {label} |{cells} {r['acc']:.3f} | {r['decoder_kept']:.1%} |")
+        lines.append(f"| {label} |{cells} {_acc(r)} | {r['decoder_kept']:.1%} |")
     return "\n".join(lines)
 
 
@@ -211,8 +218,7 @@ def interval_table(rows: dict[str, dict], reference: str = "full_ft") -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in table_rows(rows):
-        n = int(r.get("n", 0))
-        acc = stats.fmt_acc(r["acc"], n) if n else f"{r['acc']:.3f}"
+        acc = _acc(r)
         plain = over = diff = "-"
         if ref.get("acc"):
             plain = f"{stats.retention(r['acc'], ref['acc']):.0%}"

@@ -202,13 +202,15 @@ def experiment(
     return result
 
 
-def heatmap(result: Specialization, metric: str = "ll", ranks: bool = True):
+def heatmap(
+    result: Specialization, metric: str = "ll", ranks: bool = True, source: str | None = None
+):
     """The paper's Fig. 1 analogue: sensitivity per dataset (rows) and sub-layer (columns).
 
     With ``ranks`` each row shows the rank of the sensitivity within its dataset (0 = the
     least important sub-layer, 1 = the most), so datasets with very different scales
     (PIQA's long answers) compare directly and a few huge values (block 0) do not wash
-    out the rest.
+    out the rest. ``source`` (a file name, or "live run") goes into the title.
     """
     import matplotlib.pyplot as plt
 
@@ -227,7 +229,7 @@ def heatmap(result: Specialization, metric: str = "ll", ranks: bool = True):
         ax.set_xlabel("block", fontsize=8)
     label = "mean correct-answer log-likelihood lost" if metric == "ll" else "accuracy lost"
     label = f"rank of {label} within each dataset" if ranks else label
-    fig.suptitle(f"Drop-one sensitivity ({label})", fontsize=10)
+    fig.suptitle(f"Drop-one sensitivity ({label})" + (f", {source}" if source else ""), fontsize=10)
     fig.tight_layout()
     return fig
 

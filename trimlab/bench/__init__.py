@@ -40,7 +40,7 @@ from trimlab.bench.speed import (
     prefill_fn,
     prefill_tokens_per_second,
 )
-from trimlab.bench.timing import interleaved, median, synchronize
+from trimlab.bench.timing import interleaved, median, speedup, synchronize
 from trimlab.bench.variants import (
     block_drop_names,
     compile_blocks,
@@ -57,6 +57,7 @@ __all__ = [
     # timing
     "interleaved",
     "median",
+    "speedup",
     "synchronize",
     # inputs
     "DEFAULT_TEXT",

@@ -36,6 +36,15 @@ def median(xs: Iterable[float]) -> float:
     return float(statistics.median(xs))
 
 
+def speedup(times: dict[str, list[float]], base: str, other: str) -> float:
+    """How many times faster ``other`` ran than ``base``: the ratio of their median
+    times, from :func:`interleaved`'s output (or any ``{name: seconds}`` lists)."""
+    for name in (base, other):
+        if name not in times:
+            raise KeyError(f"no timings for {name!r}; have {sorted(times)}")
+    return median(times[base]) / median(times[other])
+
+
 def synchronize(device: torch.device | str | None = None) -> None:
     """Wait for queued GPU work (a no-op on the CPU), so a timer sees finished work."""
     dev = torch.device(device) if device is not None else None
