@@ -1,6 +1,7 @@
 """The notebooks' instant widgets work in a real browser: JupyterLab in headless Chromium.
 
-For each notebook with an instant widget (``interact(...)``, not ``interact_manual``), on
+For each notebook with an instant widget (``interact(...)``, or the run browser
+``browse.browser(...)``; not ``interact_manual``, which waits for its button), on
 the ``ci`` profile (a tiny random model, seconds a notebook): open a copy of it in
 JupyterLab, run all cells, then move every control of the widget, one at a time, and see
 the widget's output change each time. The page must never show "Error displaying widget"
@@ -35,7 +36,7 @@ import pytest
 
 from tests.test_notebooks import IGNORE, NOTEBOOK_DIR, NOTEBOOKS, ROOT, code_cells, read
 
-INSTANT = re.compile(r"\binteract\(")  # interact_manual waits for a button: not instant
+INSTANT = re.compile(r"\b(interact|browse\.browser)\(")  # interact_manual waits: not instant
 BAD_TEXT = ("Error displaying widget", "model not found")
 RUN_TIMEOUT_S = 240  # one notebook on the ci profile takes seconds; a busy CPU, more
 MOVE_TIMEOUT_S = 30
@@ -63,13 +64,13 @@ WIDGET_NOTEBOOKS = [p for p in NOTEBOOKS if widget_cell(p) is not None]
 
 
 def test_the_instant_widgets_are_found():
-    """The notebooks below are the ones with an ``interact(`` widget; none is missed."""
+    """The notebooks below are the ones with an instant widget; none is missed."""
     with_interact = [
         p.stem for p in NOTEBOOKS if any(INSTANT.search(c.source) for c in code_cells(read(p)))
     ]
     assert with_interact, "no notebook has an instant widget"
     assert [p.stem for p in WIDGET_NOTEBOOKS] == with_interact, (
-        f"an interact( widget outside a cell that starts with {IGNORE!r}"
+        f"an instant widget outside a cell that starts with {IGNORE!r}"
     )
 
 
