@@ -19,18 +19,26 @@ kernel sits idle and the runner waits for the 10-minute cell timeout (ipykernel 
 that moment). Any later message on that socket wakes it, so while a cell runs longer
 than a few seconds, :class:`NudgingClient` sends a ``kernel_info_request`` every few
 seconds; nbclient ignores the replies, which belong to no cell.
+
+The nudge does not catch every hang: rarely the kernel sits idle and the runner still
+waits. So the client also watches the kernel's CPU time (its child processes included):
+a cell whose kernel has used less than ``IDLE_CPU_S`` of CPU in ``IDLE_LIMIT_S`` seconds is
+hung (no lab cell waits without computing), and the notebook is run again on a fresh
+kernel, once (``--retries``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 
 import nbformat
+import psutil
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
@@ -43,25 +51,64 @@ def default_notebooks() -> list[Path]:
     return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
+IDLE_LIMIT_S = 90.0  # a cell whose kernel computed nothing for this long is hung
+IDLE_CPU_S = 0.5  # "nothing": less CPU than this in that time (the nudges' replies cost ms)
+
+
+class HungKernel(RuntimeError):
+    """The kernel sat idle while a cell was still running."""
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its children, live and finished."""
+    proc = psutil.Process(pid)
+    t = proc.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in proc.children(recursive=True):
+        try:
+            c = child.cpu_times()
+            total += c.user + c.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 class NudgingClient(NotebookClient):
-    """nbclient's client, which nudges the kernel's shell socket while a cell runs (see
-    the module docstring)."""
+    """nbclient's client, which nudges the kernel's shell socket while a cell runs and
+    raises :class:`HungKernel` when the kernel stops computing (see the module docstring)."""
 
     nudge_every = 3.0
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        pid = getattr(self.km.provisioner, "pid", None) if self.km else None
+
         async def nudge() -> None:
+            since, used = time.monotonic(), cpu_seconds(pid) if pid else 0.0
             while True:
                 await asyncio.sleep(self.nudge_every)
                 self.kc.kernel_info()
+                if not pid:
+                    continue
+                now = cpu_seconds(pid)
+                if now - used >= IDLE_CPU_S:
+                    since, used = time.monotonic(), now
+                elif time.monotonic() - since > IDLE_LIMIT_S:
+                    raise HungKernel(f"cell {cell_index}: kernel idle for {IDLE_LIMIT_S:.0f} s")
 
-        task = asyncio.ensure_future(nudge())
+        run = asyncio.ensure_future(
+            super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        )
+        watch = asyncio.ensure_future(nudge())
         try:
-            return await super().async_execute_cell(
-                cell, cell_index, execution_count, store_history
-            )
+            await asyncio.wait({run, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not run.done():
+                run.cancel()  # and let nbclient's own pollers stop before the kernel goes
+                with contextlib.suppress(BaseException):
+                    await run
+                watch.result()  # raises HungKernel
+            return run.result()
         finally:
-            task.cancel()
+            watch.cancel()
 
 
 def execute(path: Path, timeout: int, kernel: str) -> float:
@@ -83,6 +130,18 @@ def execute(path: Path, timeout: int, kernel: str) -> float:
     return seconds
 
 
+def execute_with_retries(path: Path, timeout: int, kernel: str, retries: int) -> float:
+    """:func:`execute`, run again on a fresh kernel when the kernel hung."""
+    for attempt in range(retries + 1):
+        try:
+            return execute(path, timeout, kernel)
+        except HungKernel as e:
+            if attempt == retries:
+                raise
+            print(f"  {e}: running it again on a fresh kernel", flush=True)
+    raise AssertionError("unreachable")
+
+
 def merge_outputs(ran, on_disk, path: Path):
     """The notebook as it is on disk now, with the outputs of the run: markdown edited
     while the notebook ran is kept. A code cell edited meanwhile makes the run stale."""
@@ -101,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="lab", help="TRIMLAB_PROFILE for the kernels (lab)")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     p.add_argument("--kernel", default="python3", help="Jupyter kernel name")
+    p.add_argument("--retries", type=int, default=1, help="runs again of a notebook that hung")
     args = p.parse_args(argv)
 
     os.environ["TRIMLAB_PROFILE"] = args.profile
@@ -116,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         print(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path} ...", flush=True)
         try:
-            seconds = execute(path, args.timeout, args.kernel)
-        except (CellExecutionError, CellTimeoutError) as e:
+            seconds = execute_with_retries(path, args.timeout, args.kernel, args.retries)
+        except (CellExecutionError, CellTimeoutError, HungKernel) as e:
             print(f"  FAILED:\n{e}", file=sys.stderr)
             failed.append(path.name)
             continue
