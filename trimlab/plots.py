@@ -204,7 +204,7 @@ def retention_plot(rows: dict[str, dict], reference: str = "full_ft", title: str
     ax.set_xlabel("decoder parameters kept")
     ax.set_ylabel(f"accuracy over chance, share of {reference}")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
