@@ -234,8 +234,12 @@ def _move(control, kind: str, back: bool = False) -> str:
     if kind == "slider":
         handle = control.locator(".noUi-handle").first
         now, top = handle.get_attribute("aria-valuenow"), handle.get_attribute("aria-valuemax")
-        up = now is None or float(now) < float(top)
-        key = "ArrowRight" if up != back else "ArrowLeft"
+        if back:  # the opposite of the step away, wherever that left the handle
+            key = control.evaluate("el => el.dataset.browserTestBack")
+        else:
+            up = now is None or float(now) < float(top)  # down from its top
+            key, opposite = ("ArrowRight", "ArrowLeft") if up else ("ArrowLeft", "ArrowRight")
+            control.evaluate("(el, k) => { el.dataset.browserTestBack = k; }", opposite)
         handle.focus()
         handle.press(key)
         return f"slider at {now}: {key}"
