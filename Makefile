@@ -41,8 +41,8 @@ demo: setup
 # (see docs/RESULTS.md for each row's wall time); `make results ROWS="zero_shot full_ft"`
 # runs some rows only.
 REF := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) benchmarks/reference.py --profile cpu
-TRIMLAB_BEST := --score loglik --select-score loglik --scan-candidates 12 --calib-items 64 --heal kd \
-	--final-steps 40 --group-by-length yes
+TRIMLAB_BEST := --score loglik --select-score loglik --scan-candidates 8 --calib-items 64 --heal kd \
+	--final-steps 40 --group-by-length yes --drop-rate 3 --steps-per-round 6
 OPEN_BOOK := --context yes --max-length 512 --eval-items 1000 $(TRIMLAB_BEST)
 ROWS ?= zero_shot full_ft trimlab one_shot trimllm sparse_ft trimllm_kd ablate_score ablate_heal \
 	random top bottom
