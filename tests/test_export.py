@@ -192,6 +192,36 @@ def test_llamacpp_still_needs_the_stand_ins(tmp_path):
         llamacpp.load(tmp_path / "attn0.gguf", n_ctx=128, threads=1)
 
 
+def test_amx_cpus_are_recognised_from_their_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("flags\t\t: fpu avx512f amx_bf16 amx_tile amx_int8\n")
+    assert llamacpp.amx_cpu(info)
+    info.write_text("flags\t\t: fpu avx2 fma\n")
+    assert not llamacpp.amx_cpu(info)
+    assert not llamacpp.amx_cpu(tmp_path / "missing")
+
+
+def test_load_turns_the_extra_buffer_types_off_on_amx_cpus(monkeypatch):
+    """On AMX CPUs the locked engine's AMX matmul crashes the process on quantized
+    weights (this test file died with SIGSEGV on Q8_0 before the fix)."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as lib
+
+    default = lib.llama_model_default_params
+    seen = []
+    monkeypatch.setattr(
+        llama_cpp,
+        "Llama",
+        lambda **kw: seen.append(lib.llama_model_default_params().use_extra_bufts),
+    )
+    for amx in (True, False):
+        monkeypatch.setattr(llamacpp, "amx_cpu", lambda amx=amx: amx)
+        llamacpp.load("model.gguf")
+    llamacpp.load("model.gguf", extra_bufts=False)
+    assert seen == [False, True, False]
+    assert lib.llama_model_default_params is default  # restored after each load
+
+
 def test_quantized_exports_keep_the_layout(tmp_path):
     model, _ = tiny(MIX, vocab=49152)
     tok = smol_tokenizer()

@@ -153,23 +153,58 @@ def quantize(src: Path, dst: Path, kind: str, threads: int | None = None) -> Non
         raise RuntimeError(f"llama.cpp could not quantize {src} to {kind} (code {rc})")
 
 
+def amx_cpu(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has AMX-INT8 tiles (Intel Sapphire Rapids and later)."""
+    try:
+        return "amx_int8" in Path(cpuinfo).read_text().split()
+    except OSError:
+        return False
+
+
+@contextmanager
+def _extra_buffer_types(on: bool) -> Iterator[None]:
+    """Models loaded inside use llama.cpp's extra weight buffer types (AMX, CPU repack)
+    only when ``on``: ``llama_cpp.Llama`` reads ``llama_model_default_params`` once, as
+    it loads, and the Python class has no argument for ``use_extra_bufts``."""
+    import llama_cpp.llama_cpp as lib
+
+    default = lib.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = on
+        return p
+
+    lib.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        lib.llama_model_default_params = default
+
+
 def load(
     path: str | os.PathLike,
     n_ctx: int = 512,
     threads: int | None = None,
     kv_f32: bool = False,
+    extra_bufts: bool | None = None,
     **kwargs,
 ):
     """A ``llama_cpp.Llama`` for GGUF ``path``, quiet, with logits for every position.
 
     ``kv_f32`` keeps the KV cache in f32 rather than llama.cpp's default f16, for
     comparisons with an fp32 forward; ``kwargs`` go to ``llama_cpp.Llama``.
+    ``extra_bufts``: llama.cpp's repacked weight buffers; by default off on CPUs with
+    AMX, where the locked engine's AMX matmul crashes on quantized weights (a general
+    protection fault in ``libggml-cpu``, seen here on Q8_0 and Q4_K_M; upstream
+    ggml-org/llama.cpp#20824), and on everywhere else.
     """
     import llama_cpp
 
     if kv_f32:
         kwargs |= {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32}
-    with quiet_engine():
+    extra = not amx_cpu() if extra_bufts is None else extra_bufts
+    with quiet_engine(), _extra_buffer_types(extra):
         return llama_cpp.Llama(
             model_path=str(path),
             n_ctx=n_ctx,
