@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from trimlab import checkpoint, export, gguf_check, llamacpp, surgery, wheels
+from trimlab import checkpoint, export, gguf_check, llamacpp, runtime, surgery, wheels
 from trimlab.cli import main as cli_main
 from trimlab.decilm import decilm_config, decilm_reference_forward
 from trimlab.tiny import tiny_model
@@ -192,13 +192,11 @@ def test_llamacpp_still_needs_the_stand_ins(tmp_path):
         llamacpp.load(tmp_path / "attn0.gguf", n_ctx=128, threads=1)
 
 
-def test_amx_cpus_are_recognised_from_their_flags(tmp_path):
-    info = tmp_path / "cpuinfo"
-    info.write_text("flags\t\t: fpu avx512f amx_bf16 amx_tile amx_int8\n")
-    assert llamacpp.amx_cpu(info)
-    info.write_text("flags\t\t: fpu avx2 fma\n")
-    assert not llamacpp.amx_cpu(info)
-    assert not llamacpp.amx_cpu(tmp_path / "missing")
+def test_amx_cpus_are_recognised_from_their_flags():
+    assert llamacpp.amx_cpu({"fpu", "avx512f", "amx_bf16", "amx_tile", "amx_int8"})
+    assert not llamacpp.amx_cpu({"fpu", "avx2", "fma"})
+    assert not llamacpp.amx_cpu(set())  # no /proc/cpuinfo: no flags
+    assert llamacpp.amx_cpu() == ("amx_int8" in runtime.cpu_flags())
 
 
 def test_load_turns_the_extra_buffer_types_off_on_amx_cpus(monkeypatch):

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from trimlab.checkpoint import atomic_directory
+from trimlab.runtime import cpu_flags
 from trimlab.wheels import cache_dir
 
 DIST = "llama-cpp-python"
@@ -153,12 +154,10 @@ def quantize(src: Path, dst: Path, kind: str, threads: int | None = None) -> Non
         raise RuntimeError(f"llama.cpp could not quantize {src} to {kind} (code {rc})")
 
 
-def amx_cpu(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
-    """Whether this CPU has AMX-INT8 tiles (Intel Sapphire Rapids and later)."""
-    try:
-        return "amx_int8" in Path(cpuinfo).read_text().split()
-    except OSError:
-        return False
+def amx_cpu(flags: set[str] | None = None) -> bool:
+    """Whether this CPU (or one with feature ``flags``) has AMX-INT8 tiles (Intel
+    Sapphire Rapids and later)."""
+    return "amx_int8" in (cpu_flags() if flags is None else flags)
 
 
 @contextmanager
