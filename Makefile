@@ -50,12 +50,16 @@ ROWS ?= zero_shot full_ft trimlab one_shot trimllm sparse_ft trimllm_kd ablate_s
 results: setup
 	$(REF) $(OPEN_BOOK) --target 50% --sizes 75% 60% --rows $(ROWS)
 	$(PY) scripts/publish_results.py runs/reference-cpu-open docs/results/reference-cpu-open
+	$(REF) $(OPEN_BOOK) --target 50% --sizes 75% 60% --rows full_ft trimlab --seed 1 \
+		--out runs/reference-cpu-open-seed1
+	$(PY) scripts/publish_results.py runs/reference-cpu-open-seed1 docs/results/reference-cpu-open-seed1
 	$(REF) --context no --eval-items 1000 $(TRIMLAB_BEST) --target 50% --sizes 75% 60% \
 		--rows $(ROWS) --out runs/reference-cpu-closed
 	$(PY) scripts/publish_results.py runs/reference-cpu-closed docs/results/reference-cpu-closed
 	$(REF) --domain piqa $(OPEN_BOOK) --target 50% --sizes 75% --rows zero_shot full_ft trimlab \
 		--out runs/reference-cpu-piqa-open
 	$(PY) scripts/publish_results.py runs/reference-cpu-piqa-open docs/results/reference-cpu-piqa-open
+	$(PY) scripts/retention_figure.py docs/results/reference-cpu-open docs/results/reference-cpu-closed
 
 lint: setup
 	$(PY) -m ruff check .

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
 
 
 def script(name: str):
@@ -188,3 +189,20 @@ def test_reference_refuses_unknown_rows(tmp_path):
     with pytest.raises(SystemExit, match="unknown rows"):
         script("reference").main(["--rows", "zero_shot trimlab", "--out", str(tmp_path)])
     assert not any(tmp_path.iterdir())
+
+
+def test_retention_figure_draws_one_panel_per_table(reference_run, tmp_path, capsys):
+    out, _ = reference_run
+    spec = importlib.util.spec_from_file_location(
+        "retention_figure", BENCHMARKS.parent / "scripts" / "retention_figure.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    png = tmp_path / "figs" / "retention.png"
+    mod.main([str(out), str(REPO / "docs" / "results" / "reference-cpu"), "--out", str(png)])
+    assert png.stat().st_size > 0 and not list(png.parent.glob("*.tmp.png"))
+    assert "wrote" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "settings.json").write_text("{}")
+    with pytest.raises(SystemExit, match="no full_ft row"):
+        mod.main([str(tmp_path / "empty"), "--out", str(tmp_path / "x.png")])

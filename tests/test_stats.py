@@ -76,3 +76,29 @@ def test_interval_table_prints_intervals_retention_and_paired_differences():
     assert "-0.200 [" in line
     old = next(x for x in md.splitlines() if x.startswith("| old"))
     assert "| - | - |" in old  # no chance level, no per-item results
+
+
+def test_seeds_table_gives_mean_and_sd_over_seed_folders(tmp_path):
+    import json
+
+    def folder(seed, full, trim, done=True):
+        f = tmp_path / f"seed{seed}"
+        rows = {"full_ft": full} | ({"trimlab": trim} if done else {})
+        for row, acc in rows.items():
+            (f / row).mkdir(parents=True)
+            (f / row / "result.json").write_text(
+                json.dumps({"acc": acc, "n": 1000, "chance": 0.25})
+            )
+        (f / "settings.json").write_text(json.dumps({"seed": seed}))
+        return f
+
+    folders = [folder(0, 0.9, 0.6), folder(1, 0.8, 0.7), folder(2, 0.85, 0.5, done=False)]
+    md = results.seeds_table(folders, ["trimlab"])
+    assert "| seed 0 | seed 1 |" in md and "seed 2" not in md  # seed 2 has not finished
+    line = next(x for x in md.splitlines() if x.startswith("| trimlab"))
+    m, sd = stats.mean_sd([0.6, 0.7])
+    assert f"| 0.600 | 0.700 | {m:.3f} ± {sd:.3f} |" in line
+    plain = stats.mean_sd([0.6 / 0.9, 0.7 / 0.8])  # each seed against its own full FT
+    assert f"{plain[0]:.1%} ± {plain[1]:.1%}" in line
+    with pytest.raises(ValueError, match="every row"):
+        results.seeds_table(folders[2:], ["trimlab"])

@@ -170,19 +170,25 @@ def pareto_plot(rows: Sequence[dict], title: str | None = None, n: int | None = 
     return fig
 
 
-def retention_plot(rows: dict[str, dict], reference: str = "full_ft", title: str | None = None):
+def retention_plot(
+    rows: dict[str, dict], reference: str = "full_ft", title: str | None = None, ax=None
+):
     """Retention against size: for every compressed row of a results table (and the
     snapshots a trim row took on the way), accuracy over chance as a share of the
     ``reference`` row's, against the decoder share kept, with the accuracy's 95% Wilson
     interval carried through. ``rows`` is :func:`trimlab.results.load_rows`'s output.
-    The 90% line is the paper's claim. Returns the Figure."""
+    The 90% line is the paper's claim. Draws on ``ax`` when given (one panel of a larger
+    figure). Returns the Figure."""
     import matplotlib.pyplot as plt
 
     from trimlab import stats
 
     ref = rows[reference]
     chance = ref.get("chance", 0.25)
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4))
+    else:
+        fig = ax.figure
     for i, (name, row) in enumerate(rows.items()):
         if row.get("decoder_kept", 1.0) >= 0.999:
             continue
@@ -200,6 +206,9 @@ def retention_plot(rows: dict[str, dict], reference: str = "full_ft", title: str
             xs, ys, yerr=[lo, hi], fmt="o-", ms=4, capsize=2, color=f"C{i % 10}", label=name
         )
     ax.axhline(0.9, color="k", ls="--", lw=1, label="90% of full FT (the paper's claim)")
+    if "zero_shot" in rows:  # the untrimmed model before any fine-tuning, for scale
+        zero = stats.retention(rows["zero_shot"]["acc"], ref["acc"], chance)
+        ax.axhline(zero, color="grey", ls=":", lw=1.2, label="zero-shot (untrimmed, not tuned)")
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_xlabel("decoder parameters kept")
     ax.set_ylabel(f"accuracy over chance, share of {reference}")

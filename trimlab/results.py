@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from trimlab import accounting, stats, surgery
@@ -231,5 +231,46 @@ def interval_table(rows: dict[str, dict], reference: str = "full_ft") -> str:
         secs = "-" if not r.get("seconds") else f"{r['seconds'] / 60:.1f} min"
         lines.append(
             f"| {r['row']} | {acc} | {plain} | {over} | {diff} | {r['decoder_kept']:.1%} | {secs} |"
+        )
+    return "\n".join(lines)
+
+
+def seeds_table(
+    folders: Sequence[str | Path], rows: Sequence[str], reference: str = "full_ft"
+) -> str:
+    """The same rows over several seeds: one folder per seed (a ``benchmarks/reference.py
+    --seed S --out ...`` run each, on the same test items), each row's test accuracy per
+    seed and as mean ± sd (:func:`trimlab.stats.mean_sd`), and its retention of the
+    ``reference`` row plainly and over chance, each seed's row against the same seed's
+    reference (a KD row's teacher is its own seed's full FT). Only seeds where every row
+    of ``rows`` has finished count; ValueError when none has."""
+    found = []
+    for f in folders:
+        settings = Path(f) / "settings.json"
+        seed = json.loads(settings.read_text()).get("seed") if settings.exists() else None
+        found.append((seed, load_rows(f)))
+    found = [(s, r) for s, r in found if all(k in r for k in (*rows, reference))]
+    if not found:
+        raise ValueError(f"no folder of {[str(f) for f in folders]} has every row of {list(rows)}")
+    seeds = [s if s is not None else "?" for s, _ in found]
+    runs = [r for _, r in found]
+    lines = [
+        "| row | " + " | ".join(f"seed {s}" for s in seeds) + " | mean ± sd | of "
+        f"{reference}, mean ± sd | over chance, mean ± sd |",
+        "|---|" + "---:|" * (len(runs) + 3),
+    ]
+    for key in (reference, *[k for k in rows if k != reference]):
+        accs = [r[key]["acc"] for r in runs]
+        plain = [stats.retention(r[key]["acc"], r[reference]["acc"]) for r in runs]
+        chance = [r[key].get("chance", 0.25) for r in runs]
+        over = [
+            stats.retention(r[key]["acc"], r[reference]["acc"], c) for r, c in zip(runs, chance)
+        ]
+        cells = [f"{a:.3f}" for a in accs]
+        m, sd = stats.mean_sd(accs)
+        (pm, psd), (om, osd) = stats.mean_sd(plain), stats.mean_sd(over)
+        lines.append(
+            f"| {LABELS.get(key, key)} | {' | '.join(cells)} | {m:.3f} ± {sd:.3f} "
+            f"| {pm:.1%} ± {psd:.1%} | {om:.1%} ± {osd:.1%} |"
         )
     return "\n".join(lines)
