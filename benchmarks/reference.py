@@ -20,7 +20,9 @@ Rows:
 * ``trimlab``: the run the flags configure (``--score``, ``--heal``,
   ``--scan-candidates``, ``--cost-aware``, ``--final-steps``, ...): trimlab's best;
 * ``one_shot``: ``trimlab``'s sub-layers (``trimllm``'s when ``trimlab`` is not among
-  the rows) removed at once at the start, then the flags' healing for the same steps;
+  the rows, or those of ``--one-shot-drops``, another run's ``result.json``) removed at
+  once at the start, then the flags' healing for the same steps. With a larger
+  ``--final-steps`` this is the healing-budget lever: the same removals, more healing;
 * ``random``, ``top``, ``bottom``: the paper's Table 3 rules, dropping progressively to
   the same size with the flags' healing;
 * ``score_<method>``: the flags' run with another scoring method (``--methods``);
@@ -39,7 +41,7 @@ import json
 import time
 from pathlib import Path
 
-from trimlab import parse_target, scoring, sparse, surgery, trim
+from trimlab import families, parse_target, scoring, sparse, surgery, trim
 from trimlab.checkpoint import save_trimmed, write_json
 from trimlab.config import TrimConfig, add_config_args, config_from_args
 from trimlab.data import load_domain
@@ -89,17 +91,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", nargs="*", default=["all"])
     p.add_argument("--methods", nargs="*", default=[], help="extra scoring methods to trim with")
     p.add_argument("--out", help="default: runs/reference-<profile>")
+    p.add_argument(
+        "--one-shot-drops",
+        type=Path,
+        help="one_shot removes the sub-layers this result.json lists (another run's row)",
+    )
     add_config_args(p)  # --profile, --model, --r, --steps-per-round, ... (trimlab.config)
     return p
+
+
+def read_drops(path: Path) -> list[str]:
+    """The ``dropped`` list of a row's ``result.json``; SystemExit naming what is wrong."""
+    try:
+        dropped = json.loads(Path(path).read_text())["dropped"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise SystemExit(
+            f"--one-shot-drops {path}: not a result.json with 'dropped' ({e!r})"
+        ) from e
+    if not dropped or not all(isinstance(n, str) for n in dropped):
+        raise SystemExit(f"--one-shot-drops {path}: 'dropped' is not a list of sub-layer names")
+    return dropped
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
+    drops_of = read_drops(args.one_shot_drops) if args.one_shot_drops else None
     rows = list(ROWS) + [f"score_{m}" for m in args.methods] if args.rows == ["all"] else args.rows
     unknown = [r for r in rows if r not in ROWS and r not in LEVERS and not r.startswith("score_")]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; choose from {', '.join(ROWS)}, score_<method>")
+    model, tok = load_model(cfg.model)
+    unknown = sorted(set(drops_of or []) - set(families.sublayers(model)))
+    if unknown:
+        raise SystemExit(f"--one-shot-drops: {unknown} are not sub-layers of {cfg.model}")
+    budget = cfg.steps_per_round * planned_rounds(model, parse_target(args.target), cfg.drop_rate)
+    budget += cfg.final_steps
     book = "-open" if cfg.use_context else ""
     out = Path(args.out or f"runs/reference-{cfg.profile}{book}")
     out.mkdir(parents=True, exist_ok=True)
@@ -112,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         "test_items": len(test),
         **cfg.to_dict(),
     }
+    if drops_of is not None:
+        settings["one_shot_drops"] = str(args.one_shot_drops)
     write_json(out / "settings.json", settings)
     print(json.dumps(settings))
 
@@ -227,9 +256,6 @@ def main(argv: list[str] | None = None) -> None:
             t0,
         )
 
-    model, tok = load_model(cfg.model)
-    budget = cfg.steps_per_round * planned_rounds(model, parse_target(args.target), cfg.drop_rate)
-    budget += cfg.final_steps
     if "zero_shot" in rows and done("zero_shot") is None:
         t0 = time.perf_counter()
         finish("zero_shot", measure(model, tok, test, cfg, ctx), t0)
@@ -246,9 +272,12 @@ def main(argv: list[str] | None = None) -> None:
             trim_row(row)
     best = trim_row("trimlab") if "trimlab" in rows else ref
     if "one_shot" in rows:
-        if best is None:
-            raise SystemExit("one_shot removes trimlab's (or trimllm's) sub-layers: add that row")
-        ft_row("one_shot", row_config("one_shot"), drop=best["dropped"])
+        if best is None and drops_of is None:
+            raise SystemExit(
+                "one_shot removes trimlab's (or trimllm's) sub-layers: add that row "
+                "or give --one-shot-drops"
+            )
+        ft_row("one_shot", row_config("one_shot"), drop=drops_of or best["dropped"])
     for rule in ("random", "top", "bottom"):
         if rule in rows:
             trim_row(rule, score=rule)

@@ -206,3 +206,28 @@ def test_retention_figure_draws_one_panel_per_table(reference_run, tmp_path, cap
     (tmp_path / "empty" / "settings.json").write_text("{}")
     with pytest.raises(SystemExit, match="no full_ft row"):
         mod.main([str(tmp_path / "empty"), "--out", str(tmp_path / "x.png")])
+
+
+def test_one_shot_removes_another_runs_drops_with_a_larger_budget(reference_run, tmp_path):
+    """The healing-budget lever: one_shot of another run's drop set, a teacher given by
+    path, more final steps; bad drop files are refused before anything is written."""
+    out, argv = reference_run
+    base = argv[: argv.index("--rows")]
+    base[base.index("--final-steps") + 1] = "3"
+    src = out / "trimlab" / "result.json"
+    lever = tmp_path / "lever"
+    common = ["--rows", "one_shot", "--teacher", str(out / "full_ft" / "model")]
+    script("reference").main(base + common + ["--one-shot-drops", str(src), "--out", str(lever)])
+    res = json.loads((lever / "one_shot" / "result.json").read_text())
+    trimlab = json.loads(src.read_text())
+    assert res["dropped"] == trimlab["dropped"] and res["heal"] == "kd"
+    assert res["steps"] == json.loads((out / "full_ft" / "result.json").read_text())["steps"] + 2
+    assert json.loads((lever / "settings.json").read_text())["one_shot_drops"] == str(src)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"dropped": ["99.mlp"]}))
+    for drops, match in [(tmp_path / "none.json", "not a result.json"), (bad, "not sub-layers")]:
+        with pytest.raises(SystemExit, match=match):
+            script("reference").main(
+                base + common + ["--one-shot-drops", str(drops), "--out", str(tmp_path / "x")]
+            )
+        assert not (tmp_path / "x").exists()
