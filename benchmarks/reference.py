@@ -46,9 +46,10 @@ from trimlab.checkpoint import save_trimmed, write_json
 from trimlab.config import TrimConfig, add_config_args, config_from_args
 from trimlab.data import load_domain
 from trimlab.heal import train_budget
+from trimlab.history import History
 from trimlab.models import load_model
 from trimlab.results import measure
-from trimlab.target import planned_rounds
+from trimlab.target import Target, planned_rounds
 
 ROWS = (
     "zero_shot",
@@ -111,6 +112,18 @@ def read_drops(path: Path) -> list[str]:
     if not dropped or not all(isinstance(n, str) for n in dropped):
         raise SystemExit(f"--one-shot-drops {path}: 'dropped' is not a list of sub-layer names")
     return dropped
+
+
+def first_round(size: Target, history: History) -> int | None:
+    """The first round of ``history`` whose model met ``size`` (a :class:`Target`)."""
+    removed = 0
+    for r in history.rounds:
+        removed += len(r.dropped)
+        share = r.decoder_kept if size.of == "decoder" else r.bytes_kept
+        met = removed >= size.count if size.count is not None else share <= size.kept + 1e-9
+        if met:
+            return r.round
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,9 +203,18 @@ def main(argv: list[str] | None = None) -> None:
 
         def snapshot(rnd, hist):  # trim changes `model` in place, resumed runs too
             for s in sizes:
-                if str(s) not in snaps and s.met(model, len(surgery.dropped(model))):
-                    snaps[str(s)] = {**measure(model, tok, test, cfg, ctx), "round": rnd.round}
-                    write_json(snap_file(s), snaps[str(s)])
+                if str(s) in snaps or not s.met(model, len(surgery.dropped(model))):
+                    continue
+                first = first_round(s, hist)
+                if first != rnd.round:  # killed after that round's checkpoint, before this
+                    snaps[str(s)] = {"missed_round": first}  # never a smaller model's
+                    print(
+                        f"{row}: the model at <= {s} (round {first}) was not measured before "
+                        "the run stopped; rerun the row from scratch for that snapshot"
+                    )
+                    continue
+                snaps[str(s)] = {**measure(model, tok, test, cfg, ctx), "round": rnd.round}
+                write_json(snap_file(s), snaps[str(s)])
 
         (out / row).mkdir(parents=True, exist_ok=True)
         for s in sizes:
@@ -202,6 +224,7 @@ def main(argv: list[str] | None = None) -> None:
             model, tok, args.domain, args.target, run, out_dir=out / row / "run", callback=snapshot
         )
         h = res.history
+        snaps = {k: v for k, v in snaps.items() if "missed_round" not in v}
         save_trimmed(res.model, tok, out / row / "model")  # for llamacpp_speed.py --checkpoint
         result = {
             **measure(res.model, tok, test, cfg, ctx),

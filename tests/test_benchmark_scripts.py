@@ -231,3 +231,29 @@ def test_one_shot_removes_another_runs_drops_with_a_larger_budget(reference_run,
                 base + common + ["--one-shot-drops", str(drops), "--out", str(tmp_path / "x")]
             )
         assert not (tmp_path / "x").exists()
+
+
+def test_a_snapshot_lost_to_a_kill_is_never_taken_at_a_smaller_size(
+    toy_domain, tmp_path, monkeypatch
+):
+    """A run killed while measuring a size's snapshot (after that round's checkpoint)
+    resumes without measuring a later, smaller model under that size's name."""
+    monkeypatch.setenv("TRIMLAB_PROFILE", "ci")
+    argv = (
+        f"--domain {toy_domain} --target 3 --sizes 1 --eval-items 8 --calib-items 6 "
+        f"--steps-per-round 1 --drop-rate 1 --rows trimllm --out {tmp_path}"
+    ).split()
+    mod = script("reference")
+    measure = mod.measure
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mod, "measure", killed)
+    with pytest.raises(KeyboardInterrupt):
+        mod.main(argv)
+    monkeypatch.setattr(mod, "measure", measure)
+    mod.main(argv)
+    res = json.loads((tmp_path / "trimllm" / "result.json").read_text())
+    assert res["sublayers_removed"] == 3 and res["snapshots"] == {}
+    assert not list((tmp_path / "trimllm").glob("snapshot_*.json"))
