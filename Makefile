@@ -54,6 +54,10 @@ results: setup
 		--teacher runs/reference-cpu-open/full_ft/model \
 		--one-shot-drops runs/reference-cpu-open/trimlab/result.json --out runs/reference-cpu-open-heal300
 	$(PY) scripts/publish_results.py runs/reference-cpu-open-heal300 docs/results/reference-cpu-open-heal300
+	$(REF) $(OPEN_BOOK) --target 50% --r 1.0 --rows one_shot \
+		--teacher runs/reference-cpu-open/full_ft/model \
+		--one-shot-drops runs/reference-cpu-open/trimlab/result.json --out runs/reference-cpu-open-heal100-r1
+	$(PY) scripts/publish_results.py runs/reference-cpu-open-heal100-r1 docs/results/reference-cpu-open-heal100-r1
 	$(REF) $(OPEN_BOOK) --target 50% --sizes 75% 60% --rows full_ft trimlab --seed 1 \
 		--out runs/reference-cpu-open-seed1
 	$(PY) scripts/publish_results.py runs/reference-cpu-open-seed1 docs/results/reference-cpu-open-seed1
