@@ -50,10 +50,10 @@ ROWS ?= zero_shot full_ft trimlab one_shot trimllm sparse_ft trimllm_kd ablate_s
 results: setup
 	$(REF) $(OPEN_BOOK) --target 50% --sizes 75% 60% --rows $(ROWS)
 	$(PY) scripts/publish_results.py runs/reference-cpu-open docs/results/reference-cpu-open
-	$(REF) $(OPEN_BOOK) --target 50% --final-steps 240 --rows one_shot \
+	$(REF) $(OPEN_BOOK) --target 50% --r 1.0 --final-steps 240 --rows one_shot \
 		--teacher runs/reference-cpu-open/full_ft/model \
-		--one-shot-drops runs/reference-cpu-open/trimlab/result.json --out runs/reference-cpu-open-heal300
-	$(PY) scripts/publish_results.py runs/reference-cpu-open-heal300 docs/results/reference-cpu-open-heal300
+		--one-shot-drops runs/reference-cpu-open/trimlab/result.json --out runs/reference-cpu-open-heal300-r1
+	$(PY) scripts/publish_results.py runs/reference-cpu-open-heal300-r1 docs/results/reference-cpu-open-heal300-r1
 	$(REF) $(OPEN_BOOK) --target 50% --r 1.0 --rows one_shot \
 		--teacher runs/reference-cpu-open/full_ft/model \
 		--one-shot-drops runs/reference-cpu-open/trimlab/result.json --out runs/reference-cpu-open-heal100-r1
