@@ -41,7 +41,7 @@ import json
 import time
 from pathlib import Path
 
-from trimlab import families, parse_target, scoring, sparse, surgery, trim
+from trimlab import parse_target, scoring, sparse, surgery, trim
 from trimlab.checkpoint import save_trimmed, write_json
 from trimlab.config import TrimConfig, add_config_args, config_from_args
 from trimlab.data import load_domain
@@ -109,7 +109,7 @@ def read_drops(path: Path) -> list[str]:
         raise SystemExit(
             f"--one-shot-drops {path}: not a result.json with 'dropped' ({e!r})"
         ) from e
-    if not dropped or not all(isinstance(n, str) for n in dropped):
+    if not isinstance(dropped, list) or not dropped or not all(isinstance(n, str) for n in dropped):
         raise SystemExit(f"--one-shot-drops {path}: 'dropped' is not a list of sub-layer names")
     return dropped
 
@@ -119,9 +119,7 @@ def first_round(size: Target, history: History) -> int | None:
     removed = 0
     for r in history.rounds:
         removed += len(r.dropped)
-        share = r.decoder_kept if size.of == "decoder" else r.bytes_kept
-        met = removed >= size.count if size.count is not None else share <= size.kept + 1e-9
-        if met:
+        if size.met_by(removed, r.decoder_kept, r.bytes_kept):
             return r.round
     return None
 
@@ -135,9 +133,12 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; choose from {', '.join(ROWS)}, score_<method>")
     model, tok = load_model(cfg.model)
-    unknown = sorted(set(drops_of or []) - set(families.sublayers(model)))
-    if unknown:
-        raise SystemExit(f"--one-shot-drops: {unknown} are not sub-layers of {cfg.model}")
+    try:
+        surgery.check_names(model, drops_of or [])
+    except ValueError as e:
+        raise SystemExit(
+            f"--one-shot-drops {args.one_shot_drops}: not sub-layers of {cfg.model}: {e}"
+        ) from e
     budget = cfg.steps_per_round * planned_rounds(model, parse_target(args.target), cfg.drop_rate)
     budget += cfg.final_steps
     book = "-open" if cfg.use_context else ""
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         model, tok = load_model(cfg.model)
         sizes = [parse_target(s) for s in args.sizes]
         snaps: dict[str, dict] = {}
+        missed: set[str] = set()
 
         def snap_file(s) -> Path:
             tag = f"{s.kept:.2f}" if s.kept is not None else f"n{s.count}"
@@ -203,11 +205,13 @@ def main(argv: list[str] | None = None) -> None:
 
         def snapshot(rnd, hist):  # trim changes `model` in place, resumed runs too
             for s in sizes:
-                if str(s) in snaps or not s.met(model, len(surgery.dropped(model))):
+                if str(s) in snaps or str(s) in missed:
+                    continue
+                if not s.met(model, len(surgery.dropped(model))):
                     continue
                 first = first_round(s, hist)
                 if first != rnd.round:  # killed after that round's checkpoint, before this
-                    snaps[str(s)] = {"missed_round": first}  # never a smaller model's
+                    missed.add(str(s))  # never a smaller model's accuracy under that size
                     print(
                         f"{row}: the model at <= {s} (round {first}) was not measured before "
                         "the run stopped; rerun the row from scratch for that snapshot"
@@ -224,7 +228,6 @@ def main(argv: list[str] | None = None) -> None:
             model, tok, args.domain, args.target, run, out_dir=out / row / "run", callback=snapshot
         )
         h = res.history
-        snaps = {k: v for k, v in snaps.items() if "missed_round" not in v}
         save_trimmed(res.model, tok, out / row / "model")  # for llamacpp_speed.py --checkpoint
         result = {
             **measure(res.model, tok, test, cfg, ctx),

@@ -225,7 +225,14 @@ def test_one_shot_removes_another_runs_drops_with_a_larger_budget(reference_run,
     assert json.loads((lever / "settings.json").read_text())["one_shot_drops"] == str(src)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"dropped": ["99.mlp"]}))
-    for drops, match in [(tmp_path / "none.json", "not a result.json"), (bad, "not sub-layers")]:
+    text = tmp_path / "text.json"
+    text.write_text(json.dumps({"dropped": "3.mlp"}))
+    cases = [
+        (tmp_path / "none.json", "not a result.json"),
+        (bad, "not sub-layers"),
+        (text, "not a list of sub-layer names"),
+    ]
+    for drops, match in cases:
         with pytest.raises(SystemExit, match=match):
             script("reference").main(
                 base + common + ["--one-shot-drops", str(drops), "--out", str(tmp_path / "x")]

@@ -39,9 +39,16 @@ class Target:
         """Whether ``model`` meets the target (``removed``: drops so far, in total)."""
         if self.count is not None:
             done = len(surgery.dropped(model)) if removed is None else removed
-            return done >= self.count
+            return self.met_by(done, 1.0, 1.0)
         comp = accounting.compression(model)
-        share = comp["decoder_kept"] if self.of == "decoder" else comp["bytes_kept"]
+        return self.met_by(0, comp["decoder_kept"], comp["bytes_kept"])
+
+    def met_by(self, removed: int, decoder_kept: float, bytes_kept: float) -> bool:
+        """Whether a model with ``removed`` drops in total and these kept shares (a
+        round's record in ``history.json``) meets the target."""
+        if self.count is not None:
+            return removed >= self.count
+        share = decoder_kept if self.of == "decoder" else bytes_kept
         return share <= self.kept + 1e-9
 
 
